@@ -1,0 +1,261 @@
+//! Perceptual hashes of canaries and of found images, and the scheme that names how they
+//! were made.
+//!
+//! Every image is first reduced to a `Frame`: a 128×128 grey view of the whole picture
+//! (aspect squashed), so that hashes of regions can be taken at sub-pixel positions. Hashes
+//! come from the pinned `image_hasher` crate; the scheme string stored beside each hash names
+//! the crate version, the algorithms and every parameter, so a hash made today stays
+//! comparable (or is known not to be) after the crate changes.
+
+use image::{imageops, GrayImage, RgbImage};
+use image_hasher::{HashAlg, Hasher, HasherConfig, ImageHash};
+use serde::Serialize;
+
+/// Side of the grey frame every hash and comparison starts from.
+pub const FRAME: u32 = 128;
+/// Side of the grey region handed to `image_hasher`.
+const REGION: u32 = 32;
+/// The region whose pHash the index keeps for crop search: the central 80 %.
+pub const CENTER: Rect = Rect {
+    x0: 0.1,
+    y0: 0.1,
+    x1: 0.9,
+    y1: 0.9,
+};
+/// The whole frame.
+pub const FULL: Rect = Rect {
+    x0: 0.0,
+    y0: 0.0,
+    x1: 1.0,
+    y1: 1.0,
+};
+
+/// A rectangle in frame coordinates (0..1 on both axes).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rect {
+    pub x0: f32,
+    pub y0: f32,
+    pub x1: f32,
+    pub y1: f32,
+}
+
+/// A grey, square, fixed-size view of a whole image.
+#[derive(Clone)]
+pub struct Frame {
+    px: Vec<f32>,
+}
+
+impl Frame {
+    /// Reduces an image of any size to the frame (area-averaged, so large images don't alias).
+    pub fn of_rgb(img: &RgbImage) -> Frame {
+        let small = imageops::thumbnail(img, FRAME, FRAME);
+        let px = small
+            .pixels()
+            .map(|p| 0.2126 * p[0] as f32 + 0.7152 * p[1] as f32 + 0.0722 * p[2] as f32)
+            .collect();
+        Frame { px }
+    }
+
+    /// Bilinear sample at frame coordinates in pixels, clamped at the border.
+    fn at(&self, x: f32, y: f32) -> f32 {
+        let max = (FRAME - 1) as f32;
+        let x = x.clamp(0.0, max);
+        let y = y.clamp(0.0, max);
+        let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+        let (x1, y1) = (
+            (x0 + 1).min(FRAME as usize - 1),
+            (y0 + 1).min(FRAME as usize - 1),
+        );
+        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+        let w = FRAME as usize;
+        let top = self.px[y0 * w + x0] * (1.0 - fx) + self.px[y0 * w + x1] * fx;
+        let bottom = self.px[y1 * w + x0] * (1.0 - fx) + self.px[y1 * w + x1] * fx;
+        top * (1.0 - fy) + bottom * fy
+    }
+
+    /// Samples `rect` onto an n×n grid, each cell the mean of 2×2 bilinear taps so a
+    /// reduction does not alias.
+    pub fn sample(&self, rect: Rect, n: u32) -> Vec<f32> {
+        let s = FRAME as f32;
+        let cw = (rect.x1 - rect.x0) * s / n as f32;
+        let ch = (rect.y1 - rect.y0) * s / n as f32;
+        let mut out = Vec::with_capacity((n * n) as usize);
+        for j in 0..n {
+            for i in 0..n {
+                let x = rect.x0 * s + cw * i as f32 - 0.5;
+                let y = rect.y0 * s + ch * j as f32 - 0.5;
+                let v = self.at(x + 0.25 * cw, y + 0.25 * ch)
+                    + self.at(x + 0.75 * cw, y + 0.25 * ch)
+                    + self.at(x + 0.25 * cw, y + 0.75 * ch)
+                    + self.at(x + 0.75 * cw, y + 0.75 * ch);
+                out.push(v * 0.25);
+            }
+        }
+        out
+    }
+}
+
+/// The hashes kept for every token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Hashes {
+    /// DCT hash (pHash) of the whole frame.
+    pub phash: u64,
+    /// Gradient hash (dHash) of the whole frame.
+    pub dhash: u64,
+    /// pHash of the central region `CENTER`, for finding cropped copies.
+    pub center_phash: u64,
+}
+
+impl Hashes {
+    /// Summed Hamming distance of the whole-frame hashes (0..=128).
+    pub fn full_distance(&self, other_phash: u64, other_dhash: u64) -> u32 {
+        (self.phash ^ other_phash).count_ones() + (self.dhash ^ other_dhash).count_ones()
+    }
+}
+
+/// The hashers and the name under which their output is stored.
+pub struct Scheme {
+    phash: Hasher<[u8; 8]>,
+    dhash: Hasher<[u8; 8]>,
+    name: String,
+    params: String,
+}
+
+#[derive(Serialize)]
+struct SchemeParams<'a> {
+    crate_name: &'static str,
+    crate_version: &'static str,
+    frame: String,
+    region: String,
+    center: Rect,
+    phash: &'a HasherConfig<[u8; 8]>,
+    dhash: &'a HasherConfig<[u8; 8]>,
+    bit_order: &'static str,
+}
+
+impl Scheme {
+    pub fn new() -> Scheme {
+        let phash = HasherConfig::with_bytes_type::<[u8; 8]>()
+            .hash_alg(HashAlg::Median)
+            .preproc_dct()
+            .hash_size(8, 8)
+            .resize_filter(imageops::FilterType::Triangle);
+        let dhash = HasherConfig::with_bytes_type::<[u8; 8]>()
+            .hash_alg(HashAlg::Gradient)
+            .hash_size(8, 8)
+            .resize_filter(imageops::FilterType::Triangle);
+        let params = serde_json::to_string(&SchemeParams {
+            crate_name: "image_hasher",
+            crate_version: "3.1.1",
+            frame: format!("luma709 area-thumbnail {FRAME}x{FRAME}, aspect squashed"),
+            region: format!("bilinear 2x2 supersampled {REGION}x{REGION}"),
+            center: CENTER,
+            phash: &phash,
+            dhash: &dhash,
+            bit_order: "u64 little-endian of hash bytes",
+        })
+        .unwrap_or_default();
+        Scheme {
+            phash: phash.to_hasher(),
+            dhash: dhash.to_hasher(),
+            name: "fp1-phash8-dhash8-center80".to_string(),
+            params,
+        }
+    }
+
+    /// Short stable name of this scheme, stored with every hash.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Full parameters (JSON), stored once per scheme.
+    pub fn params(&self) -> &str {
+        &self.params
+    }
+
+    /// pHash and dHash of one region of a frame.
+    pub fn region(&self, frame: &Frame, rect: Rect) -> (u64, u64) {
+        let grey = grey_region(frame, rect);
+        (
+            bits(&self.phash.hash_image(&grey)),
+            bits(&self.dhash.hash_image(&grey)),
+        )
+    }
+
+    /// pHash alone of one region, for crop hypotheses.
+    pub fn region_phash(&self, frame: &Frame, rect: Rect) -> u64 {
+        bits(&self.phash.hash_image(&grey_region(frame, rect)))
+    }
+
+    /// The hashes stored for a token, from its rendered image.
+    pub fn hashes(&self, frame: &Frame) -> Hashes {
+        let (phash, dhash) = self.region(frame, FULL);
+        Hashes {
+            phash,
+            dhash,
+            center_phash: self.region_phash(frame, CENTER),
+        }
+    }
+}
+
+impl Default for Scheme {
+    fn default() -> Self {
+        Scheme::new()
+    }
+}
+
+fn grey_region(frame: &Frame, rect: Rect) -> GrayImage {
+    let vals = frame.sample(rect, REGION);
+    let bytes = vals
+        .iter()
+        .map(|v| v.round().clamp(0.0, 255.0) as u8)
+        .collect();
+    GrayImage::from_raw(REGION, REGION, bytes).unwrap_or_else(|| GrayImage::new(REGION, REGION))
+}
+
+fn bits(hash: &ImageHash<[u8; 8]>) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(hash.as_bytes());
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canary::render::render_seeds;
+
+    #[test]
+    fn same_image_same_hashes_and_resize_stays_close() {
+        let scheme = Scheme::new();
+        let img = render_seeds(7, 11, 256);
+        let a = scheme.hashes(&Frame::of_rgb(&img));
+        assert_eq!(a, scheme.hashes(&Frame::of_rgb(&img)));
+        let half = imageops::resize(&img, 128, 128, imageops::FilterType::Triangle);
+        let b = scheme.hashes(&Frame::of_rgb(&half));
+        assert!(a.full_distance(b.phash, b.dhash) <= 12, "{a:?} {b:?}");
+    }
+
+    #[test]
+    fn different_variants_lie_far_apart() {
+        let scheme = Scheme::new();
+        let base = scheme.hashes(&Frame::of_rgb(&render_seeds(7, 1, 256)));
+        let mut total = 0;
+        for v in 2..22 {
+            let h = scheme.hashes(&Frame::of_rgb(&render_seeds(7, v, 256)));
+            total += base.full_distance(h.phash, h.dhash);
+        }
+        let mean = total as f32 / 20.0;
+        assert!(mean > 40.0, "mean distance between variants {mean}");
+    }
+
+    #[test]
+    fn scheme_params_name_the_crate_version() {
+        let s = Scheme::new();
+        assert!(
+            s.params().contains("\"crate_version\":\"3.1.1\""),
+            "{}",
+            s.params()
+        );
+        assert!(s.params().contains("Median"), "{}", s.params());
+    }
+}

@@ -1,0 +1,320 @@
+//! Tracing a found image back to the token that served it.
+//!
+//! Order of evidence: an intact XMP mark naming a known token is an exact match. Otherwise
+//! the hash path: the whole-frame pHash+dHash nominate the nearest tokens from the index; if
+//! none of them is confirmed, crop hypotheses over the image nominate tokens by the pHash of
+//! their central region. Every nominee is re-rendered from its seeds and aligned with the
+//! image; only the alignment score decides, and becomes the confidence.
+
+use super::align::{Alignment, Probe};
+use super::hash::{Frame, Rect, Scheme, CENTER, FULL};
+use super::index::Mih;
+use super::render::render_seeds;
+use super::{marks, Token};
+use crate::config::MatchConfig;
+use crate::store::{tokens, StoreError};
+use image::RgbImage;
+use rusqlite::Connection;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+/// Side at which candidates are re-rendered for the fine comparison.
+const VERIFY_SIZE: u32 = 128;
+/// Alignment scores mapped to confidence 0 and 1. Between two variants of one identity the
+/// score stays below `SCORE_AT_ZERO`; a true match after heavy damage stays above
+/// `SCORE_AT_ONE` (measured by `benches/attribution`, see README).
+const SCORE_AT_ZERO: f32 = 0.70;
+const SCORE_AT_ONE: f32 = 0.90;
+/// Crop fractions tried per side when the whole-frame hashes find nothing.
+const CROP_STEPS: [f32; 4] = [0.0, 0.1 / 3.0, 0.2 / 3.0, 0.1];
+/// Nearest centre hashes kept per crop hypothesis.
+const PER_HYPOTHESIS: usize = 4;
+/// Largest centre-pHash distance (of 64) a crop hypothesis accepts.
+const CENTER_MAX_DISTANCE: u32 = 14;
+
+/// Why an image could not be read; the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: file is {size} bytes, over the limit of {limit} (match.max_file_bytes)")]
+    TooBig { path: String, size: u64, limit: u64 },
+    #[error("{path}: not an image faceprobe can read (JPEG, PNG, WebP, GIF, BMP or TIFF)")]
+    NotImage { path: String },
+    #[error(
+        "{path}: image too large: {detail} (limits: match.max_dimension, match.max_decode_bytes)"
+    )]
+    Limits { path: String, detail: String },
+    #[error("{path}: truncated or corrupt image: {detail}")]
+    Corrupt { path: String, detail: String },
+}
+
+/// How a match was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum How {
+    Xmp,
+    Hash,
+}
+
+/// One token an image was traced to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Match {
+    pub token: Token,
+    pub confidence: f64,
+    pub how: How,
+    #[serde(skip)]
+    pub id: i64,
+    /// Where the image lies in the canary, for the hash path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<Rect>,
+    pub identity: u64,
+    pub variant: u64,
+}
+
+/// The index of every stored token's hashes, ready to answer `match`.
+pub struct Matcher {
+    scheme: Scheme,
+    config: MatchConfig,
+    ids: Vec<i64>,
+    full: Mih,
+    center: Mih,
+    /// Tokens not hashed under this scheme, which only the XMP path can find.
+    pub unhashed: u64,
+}
+
+impl Matcher {
+    /// Loads every token hashed under the current scheme.
+    pub fn load(conn: &Connection, config: MatchConfig) -> Result<Matcher, StoreError> {
+        let scheme = Scheme::new();
+        let scheme_id = tokens::scheme_id(conn, scheme.name(), scheme.params())?;
+        let (total, unhashed) = tokens::counts(conn, scheme_id)?;
+        let n = (total - unhashed) as usize;
+        let mut ids = Vec::with_capacity(n);
+        let mut full = Vec::with_capacity(2 * n);
+        let mut center = Vec::with_capacity(n);
+        tokens::for_each_hash(conn, scheme_id, |id, p, d, c| {
+            ids.push(id);
+            full.extend([p, d]);
+            center.push(c);
+        })?;
+        if unhashed > 0 {
+            tracing::warn!(
+                unhashed,
+                "tokens without hashes of the current scheme: only their XMP marks can be matched"
+            );
+        }
+        Ok(Matcher {
+            scheme,
+            config,
+            ids,
+            full: Mih::build(2, full),
+            center: Mih::build(1, center),
+            unhashed,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Approximate bytes held by the index.
+    pub fn heap_bytes(&self) -> usize {
+        self.ids.len() * 8 + self.full.heap_bytes() + self.center.heap_bytes()
+    }
+
+    /// Matches at or above the confidence threshold, best first.
+    pub fn match_image(
+        &self,
+        conn: &Connection,
+        file: &[u8],
+        img: &RgbImage,
+    ) -> Result<Vec<Match>, StoreError> {
+        if let Some(token) = marks::token_in_file(file) {
+            if let Some(row) = tokens::by_token(conn, &token)? {
+                return Ok(vec![Match {
+                    token,
+                    confidence: 1.0,
+                    how: How::Xmp,
+                    id: row.id,
+                    region: None,
+                    identity: row.identity_seed,
+                    variant: row.variant_seed,
+                }]);
+            }
+        }
+        self.match_pixels(conn, img)
+    }
+
+    /// The hash path alone.
+    pub fn match_pixels(
+        &self,
+        conn: &Connection,
+        img: &RgbImage,
+    ) -> Result<Vec<Match>, StoreError> {
+        let frame = Frame::of_rgb(img);
+        let probe = Probe::new(&frame);
+        let (p, d) = self.scheme.region(&frame, FULL);
+        let nominees: Vec<usize> = self
+            .full
+            .nearest(
+                &[p, d],
+                self.config.max_candidates,
+                self.config.max_hash_distance,
+            )
+            .iter()
+            .map(|h| h.item as usize)
+            .collect();
+        let mut matches = self.verify(conn, &probe, &nominees)?;
+        if matches.is_empty() && self.config.crop_search {
+            let nominees = self.crop_nominees(&frame);
+            matches = self.verify(conn, &probe, &nominees)?;
+        }
+        Ok(matches)
+    }
+
+    /// Tokens whose central region matches some crop hypothesis of the image.
+    fn crop_nominees(&self, frame: &Frame) -> Vec<usize> {
+        let mut best: HashMap<u32, u32> = HashMap::new();
+        for &l in &CROP_STEPS {
+            for &r in &CROP_STEPS {
+                for &t in &CROP_STEPS {
+                    for &b in &CROP_STEPS {
+                        // Where the canary's central region lies if the image is the canary
+                        // cropped by (l, t, r, b).
+                        let map = |c: f32, lo: f32, hi: f32| (c - lo) / (1.0 - lo - hi);
+                        let rect = Rect {
+                            x0: map(CENTER.x0, l, r),
+                            y0: map(CENTER.y0, t, b),
+                            x1: map(CENTER.x1, l, r),
+                            y1: map(CENTER.y1, t, b),
+                        };
+                        let h = self.scheme.region_phash(frame, rect);
+                        for hit in self
+                            .center
+                            .nearest(&[h], PER_HYPOTHESIS, CENTER_MAX_DISTANCE)
+                        {
+                            let e = best.entry(hit.item).or_insert(u32::MAX);
+                            *e = (*e).min(hit.distance);
+                        }
+                    }
+                }
+            }
+        }
+        let mut ranked: Vec<(u32, u32)> = best.into_iter().map(|(i, d)| (d, i)).collect();
+        ranked.sort_unstable();
+        ranked
+            .into_iter()
+            .take(self.config.max_candidates)
+            .map(|(_, i)| i as usize)
+            .collect()
+    }
+
+    fn verify(
+        &self,
+        conn: &Connection,
+        probe: &Probe,
+        nominees: &[usize],
+    ) -> Result<Vec<Match>, StoreError> {
+        let mut out = Vec::new();
+        for &i in nominees {
+            let Some(row) = tokens::by_id(conn, self.ids[i])? else {
+                continue;
+            };
+            let rendered = render_seeds(row.identity_seed, row.variant_seed, VERIFY_SIZE);
+            let a = probe.align(&Frame::of_rgb(&rendered), self.config.crop_search);
+            let confidence = confidence(a);
+            if confidence >= self.config.confidence_threshold && confidence > 0.0 {
+                out.push(Match {
+                    token: row.token,
+                    confidence,
+                    how: How::Hash,
+                    id: row.id,
+                    region: Some(a.rect),
+                    identity: row.identity_seed,
+                    variant: row.variant_seed,
+                });
+            }
+        }
+        out.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        Ok(out)
+    }
+}
+
+/// Maps an alignment score to a confidence in 0..1, rounded to 3 places.
+pub fn confidence(a: Alignment) -> f64 {
+    let c = ((a.score - SCORE_AT_ZERO) / (SCORE_AT_ONE - SCORE_AT_ZERO)).clamp(0.0, 1.0);
+    (f64::from(c) * 1000.0).round() / 1000.0
+}
+
+/// Reads and decodes an image file within the configured limits.
+pub fn load_image(path: &Path, config: &MatchConfig) -> Result<(Vec<u8>, RgbImage), ImageError> {
+    let name = path.display().to_string();
+    let read_err = |source| ImageError::Read {
+        path: name.clone(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let size = file.metadata().map_err(read_err)?.len();
+    if size > config.max_file_bytes {
+        return Err(ImageError::TooBig {
+            path: name,
+            size,
+            limit: config.max_file_bytes,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(config.max_file_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    let img = decode(&bytes, config).map_err(|e| match e {
+        DecodeError::NotImage => ImageError::NotImage { path: name.clone() },
+        DecodeError::Limits(detail) => ImageError::Limits {
+            path: name.clone(),
+            detail,
+        },
+        DecodeError::Corrupt(detail) => ImageError::Corrupt {
+            path: name.clone(),
+            detail,
+        },
+    })?;
+    Ok((bytes, img))
+}
+
+enum DecodeError {
+    NotImage,
+    Limits(String),
+    Corrupt(String),
+}
+
+fn decode(bytes: &[u8], config: &MatchConfig) -> Result<RgbImage, DecodeError> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| DecodeError::NotImage)?;
+    if reader.format().is_none() {
+        return Err(DecodeError::NotImage);
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(config.max_dimension);
+    limits.max_image_height = Some(config.max_dimension);
+    limits.max_alloc = Some(config.max_decode_bytes);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(l) => DecodeError::Limits(l.to_string()),
+        image::ImageError::Unsupported(_) => DecodeError::NotImage,
+        other => DecodeError::Corrupt(other.to_string()),
+    })?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(DecodeError::Corrupt("image has no pixels".into()));
+    }
+    Ok(img.into_rgb8())
+}

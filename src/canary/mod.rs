@@ -1,0 +1,21 @@
+//! Canary faces: who they are (identity), how each page view differs (variant), how they are
+//! drawn (render), marked (marks), hashed (hash), minted as tokens (mint) and traced back
+//! from a found image (index, matcher).
+//!
+//! Images are never stored: a token's seeds re-render its image exactly, which is what lets
+//! `match` verify a candidate and the evidence bundle reproduce what a harvester took.
+
+pub mod align;
+pub mod hash;
+pub mod identity;
+pub mod index;
+pub mod marks;
+pub mod matcher;
+pub mod mint;
+pub mod render;
+pub mod token;
+pub mod variant;
+
+pub use identity::Identity;
+pub use token::Token;
+pub use variant::Variant;

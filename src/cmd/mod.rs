@@ -1,0 +1,6 @@
+//! One file per command.
+
+pub mod db;
+pub mod matching;
+pub mod render;
+pub mod serve;

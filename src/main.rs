@@ -1,0 +1,73 @@
+//! The `faceprobe` command line: parses arguments, loads the config, runs one command and
+//! reports its errors. Each command lives in `src/cmd/`; the work itself is in the library.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "faceprobe",
+    version,
+    about = "Catch face-harvesting crawlers with synthetic canary faces"
+)]
+struct Cli {
+    /// Config file (default: none, every option at its documented default).
+    #[arg(long, global = true, env = "FACEPROBE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve beside a website (proxy, embed or demo mode).
+    Serve(cmd::serve::Args),
+    /// Canary faces.
+    #[command(subcommand)]
+    Canary(CanaryCommand),
+    /// Trace images back to the tokens and fetches they came from.
+    Match(cmd::matching::Args),
+    /// The database.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand)]
+enum CanaryCommand {
+    /// Mint tokens and write their images exactly as they would be served.
+    Render(cmd::render::Args),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Check the database's integrity.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match faceprobe::config::Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("faceprobe: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    faceprobe::logging::init(&config.log);
+    let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(&config, args),
+        Command::Canary(CanaryCommand::Render(args)) => cmd::render::run(&config, args),
+        Command::Match(args) => cmd::matching::run(&config, args),
+        Command::Db(DbCommand::Check) => cmd::db::check(&config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("faceprobe: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

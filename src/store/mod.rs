@@ -1,0 +1,142 @@
+//! The SQLite store: opening, migrating and the queries every other module uses.
+//!
+//! One file `faceprobe.db` in the data directory, in WAL mode so readers never wait on the
+//! writer. The schema version lives in `PRAGMA user_version`; `schema` applies what is missing.
+//! Nothing here knows about HTTP or images: it stores rows and hands them back.
+
+mod schema;
+pub mod secret;
+pub mod tokens;
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+pub use schema::SCHEMA_VERSION;
+
+/// Why the store could not be used; each message names the path and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source} (set store.data_dir to a writable directory)")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path} has schema version {found}, newer than this faceprobe ({supported}); upgrade faceprobe")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("deployment secret {path}: {message}")]
+    Secret { path: PathBuf, message: String },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// An open store: the data directory and one connection to its database.
+pub struct Store {
+    dir: PathBuf,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("faceprobe.db");
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        schema::migrate(&mut conn, &path)?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            conn,
+        })
+    }
+
+    /// The data directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The underlying connection, for modules that own their own queries.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Mutable access, for transactions.
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// `PRAGMA integrity_check`; returns the problems it reports (empty when sound).
+    pub fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows.into_iter().filter(|r| r != "ok").collect())
+    }
+}
+
+/// Milliseconds since the Unix epoch, the time unit of every stored row.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_creates_schema_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let v: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let mode: String = store
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.integrity_problems().unwrap().is_empty());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("faceprobe.db")).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("upgrade faceprobe"), "{err}");
+    }
+}

@@ -1,0 +1,99 @@
+//! Schema migrations, numbered by `PRAGMA user_version`.
+//!
+//! Each migration runs once, in its own transaction, and is never edited after it ships:
+//! a change is a new migration. Tables are append-mostly and keyed so that a central engine
+//! can ingest them later.
+
+use super::StoreError;
+use rusqlite::Connection;
+use std::path::Path;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: tokens, their hashes and identities; request events (filled by the edge).
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE hash_schemes (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        params     TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE client_identities (
+        client_key    TEXT NOT NULL,
+        identity_seed INTEGER NOT NULL,
+        pool_slot     INTEGER NOT NULL,
+        assigned_ms   INTEGER NOT NULL,
+        PRIMARY KEY (client_key, identity_seed)
+    );
+    CREATE INDEX client_identities_seed ON client_identities (identity_seed);
+    CREATE TABLE tokens (
+        id            INTEGER PRIMARY KEY,
+        token         BLOB NOT NULL UNIQUE CHECK (length(token) = 16),
+        identity_seed INTEGER NOT NULL,
+        variant_seed  INTEGER NOT NULL,
+        size          INTEGER NOT NULL,
+        created_ms    INTEGER NOT NULL,
+        client_key    TEXT NOT NULL,
+        minted_by     TEXT NOT NULL,
+        minting_event INTEGER,
+        hash_scheme   INTEGER REFERENCES hash_schemes (id),
+        phash         INTEGER,
+        dhash         INTEGER,
+        center_phash  INTEGER
+    );
+    CREATE INDEX tokens_identity ON tokens (identity_seed);
+    CREATE TABLE events (
+        id              INTEGER PRIMARY KEY,
+        ts_ms           INTEGER NOT NULL,
+        client_ip       TEXT,
+        client_key      TEXT NOT NULL,
+        method          TEXT NOT NULL,
+        host            TEXT,
+        path            TEXT NOT NULL,
+        query           TEXT,
+        status          INTEGER NOT NULL,
+        bytes           INTEGER NOT NULL,
+        duration_us     INTEGER NOT NULL,
+        user_agent      TEXT,
+        referer         TEXT,
+        accept          TEXT,
+        accept_language TEXT,
+        accept_encoding TEXT,
+        sec_fetch_site  TEXT,
+        sec_fetch_mode  TEXT,
+        sec_fetch_dest  TEXT,
+        sec_fetch_user  TEXT,
+        cookie_sent     INTEGER NOT NULL,
+        header_order    TEXT,
+        kind            TEXT NOT NULL,
+        token           BLOB
+    );
+    CREATE INDEX events_token ON events (token) WHERE token IS NOT NULL;
+    CREATE INDEX events_client ON events (client_key, ts_ms);
+    "#,
+];
+
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "database schema migrated");
+    }
+    Ok(())
+}

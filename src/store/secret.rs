@@ -1,0 +1,75 @@
+//! The per-deployment secret: 32 random bytes created at first run, readable only by owner.
+//!
+//! It keys everything that must not be guessable from outside: the identity seeds of the
+//! canary pool now, and the IP pseudonyms of the recorder. Losing it breaks nothing stored,
+//! but new identities and pseudonyms would no longer line up with old ones.
+
+use super::StoreError;
+use std::io::Write;
+use std::path::Path;
+
+const FILE: &str = "secret.key";
+
+/// Loads the secret from `dir`, creating it (mode 0600) on first use.
+pub fn load_or_create(dir: &Path) -> Result<[u8; 32], StoreError> {
+    let path = dir.join(FILE);
+    let err = |message: String| StoreError::Secret {
+        path: path.clone(),
+        message,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes.try_into().map_err(|b: Vec<u8>| {
+            err(format!(
+                "holds {} bytes, expected 32; restore it from backup or delete it to start a new deployment",
+                b.len()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            rand::fill(&mut secret);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(&path).map_err(|e| err(e.to_string()))?;
+            file.write_all(&secret)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| err(e.to_string()))?;
+            Ok(secret)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_then_reused_with_owner_only_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create(dir.path()).unwrap();
+        let b = load_or_create(dir.path()).unwrap();
+        assert_eq!(a, b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn truncated_secret_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), [1u8; 5]).unwrap();
+        let err = load_or_create(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("expected 32"), "{err}");
+    }
+}

@@ -1,0 +1,224 @@
+//! Queries on tokens, hash schemes, identity assignments and the fetches of a token.
+//!
+//! Seeds and hashes are u64 in Rust and INTEGER (i64, same bits) in SQLite.
+
+use super::StoreError;
+use crate::canary::Token;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// A token as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenRow {
+    pub id: i64,
+    pub token: Token,
+    pub identity_seed: u64,
+    pub variant_seed: u64,
+    pub size: u32,
+    pub created_ms: i64,
+    pub client_key: String,
+    pub minted_by: String,
+    pub minting_event: Option<i64>,
+}
+
+/// What a new token row holds; the hashes may come later (hashing is off the request path).
+pub struct NewToken<'a> {
+    pub token: Token,
+    pub identity_seed: u64,
+    pub variant_seed: u64,
+    pub size: u32,
+    pub created_ms: i64,
+    pub client_key: &'a str,
+    pub minted_by: &'a str,
+    pub minting_event: Option<i64>,
+    pub hashes: Option<(i64, crate::canary::hash::Hashes)>,
+}
+
+/// One recorded fetch of a token's image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fetch {
+    pub event_id: i64,
+    pub ts_ms: i64,
+    pub client_ip: Option<String>,
+    pub client_key: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub user_agent: Option<String>,
+    pub referer: Option<String>,
+}
+
+/// The id of a hash scheme, registering it on first use.
+pub fn scheme_id(conn: &Connection, name: &str, params_json: &str) -> Result<i64, StoreError> {
+    conn.execute(
+        "INSERT INTO hash_schemes (name, params, created_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO NOTHING",
+        params![name, params_json, super::now_ms()],
+    )?;
+    Ok(
+        conn.query_row("SELECT id FROM hash_schemes WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+pub fn insert(conn: &Connection, t: &NewToken) -> Result<i64, StoreError> {
+    let (scheme, h) = match &t.hashes {
+        Some((s, h)) => (
+            Some(*s),
+            Some((h.phash as i64, h.dhash as i64, h.center_phash as i64)),
+        ),
+        None => (None, None),
+    };
+    conn.prepare_cached(
+        "INSERT INTO tokens (token, identity_seed, variant_seed, size, created_ms, client_key,
+                             minted_by, minting_event, hash_scheme, phash, dhash, center_phash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        &t.token.0[..],
+        t.identity_seed as i64,
+        t.variant_seed as i64,
+        t.size,
+        t.created_ms,
+        t.client_key,
+        t.minted_by,
+        t.minting_event,
+        scheme,
+        h.map(|h| h.0),
+        h.map(|h| h.1),
+        h.map(|h| h.2),
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+const ROW_COLUMNS: &str = "id, token, identity_seed, variant_seed, size, created_ms, client_key,
+                           minted_by, minting_event";
+
+fn row(r: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
+    let bytes: Vec<u8> = r.get(1)?;
+    let token = bytes.try_into().map(Token).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, "token".into())
+    })?;
+    Ok(TokenRow {
+        id: r.get(0)?,
+        token,
+        identity_seed: r.get::<_, i64>(2)? as u64,
+        variant_seed: r.get::<_, i64>(3)? as u64,
+        size: r.get(4)?,
+        created_ms: r.get(5)?,
+        client_key: r.get(6)?,
+        minted_by: r.get(7)?,
+        minting_event: r.get(8)?,
+    })
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<TokenRow>, StoreError> {
+    let sql = format!("SELECT {ROW_COLUMNS} FROM tokens WHERE id = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row([id], row).optional()?)
+}
+
+pub fn by_token(conn: &Connection, token: &Token) -> Result<Option<TokenRow>, StoreError> {
+    let sql = format!("SELECT {ROW_COLUMNS} FROM tokens WHERE token = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([&token.0[..]], row)
+        .optional()?)
+}
+
+/// Calls `f(id, phash, dhash, center_phash)` for every token hashed under `scheme`, in id order.
+pub fn for_each_hash(
+    conn: &Connection,
+    scheme: i64,
+    mut f: impl FnMut(i64, u64, u64, u64),
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, phash, dhash, center_phash FROM tokens
+         WHERE hash_scheme = ?1 ORDER BY id",
+    )?;
+    let mut rows = stmt.query([scheme])?;
+    while let Some(r) = rows.next()? {
+        f(
+            r.get(0)?,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, i64>(2)? as u64,
+            r.get::<_, i64>(3)? as u64,
+        );
+    }
+    Ok(())
+}
+
+/// How many tokens exist, and how many are hashed under another scheme than `scheme` or not
+/// at all (those cannot be found by the hash path until re-hashed).
+pub fn counts(conn: &Connection, scheme: i64) -> Result<(u64, u64), StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*), coalesce(sum(hash_scheme IS NOT ?1), 0) FROM tokens",
+        [scheme],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )?)
+}
+
+/// Every recorded fetch of a token, oldest first.
+pub fn fetches(conn: &Connection, token: &Token) -> Result<Vec<Fetch>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, ts_ms, client_ip, client_key, method, path, status, user_agent, referer
+         FROM events WHERE token = ?1 ORDER BY ts_ms, id",
+    )?;
+    let rows = stmt.query_map([&token.0[..]], |r| {
+        Ok(Fetch {
+            event_id: r.get(0)?,
+            ts_ms: r.get(1)?,
+            client_ip: r.get(2)?,
+            client_key: r.get(3)?,
+            method: r.get(4)?,
+            path: r.get(5)?,
+            status: r.get(6)?,
+            user_agent: r.get(7)?,
+            referer: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The identity seeds already given to a client.
+pub fn client_identities(conn: &Connection, client_key: &str) -> Result<Vec<u64>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT identity_seed FROM client_identities WHERE client_key = ?1 ORDER BY pool_slot",
+    )?;
+    let rows = stmt.query_map([client_key], |r| r.get::<_, i64>(0))?;
+    Ok(rows
+        .map(|r| r.map(|s| s as u64))
+        .collect::<Result<_, _>>()?)
+}
+
+pub fn assign_identity(
+    conn: &Connection,
+    client_key: &str,
+    seed: u64,
+    slot: u64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO client_identities (client_key, identity_seed, pool_slot, assigned_ms)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![client_key, seed as i64, slot as i64, now_ms])?;
+    Ok(())
+}
+
+/// Reads an integer from the meta table.
+pub fn meta_u64(conn: &Connection, key: &str) -> Result<Option<u64>, StoreError> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?;
+    Ok(v.and_then(|s| s.parse().ok()))
+}
+
+pub fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}

@@ -39,56 +39,129 @@ pub struct Rect {
     pub y1: f32,
 }
 
-/// A grey, square, fixed-size view of a whole image.
+/// A square, fixed-size view of a whole image: grey (BT.709 luma) and two chroma planes,
+/// each with its box-filtered reductions (128, 64, 32, 16 px) so that a region can be
+/// sampled at any grid without aliasing.
 #[derive(Clone)]
 pub struct Frame {
-    px: Vec<f32>,
+    luma: Pyramid,
+    chroma: [Pyramid; 2],
+    /// Whether the image has colour at all (a greyscale copy has none to compare).
+    pub colour: bool,
+    /// The smaller side of the source image, in pixels: how much detail it can hold.
+    pub source_side: u32,
 }
+
+#[derive(Clone)]
+struct Pyramid {
+    levels: Vec<Vec<f32>>,
+}
+
+/// Below this standard deviation of chroma (0..255 scale) an image counts as greyscale.
+const GREY_CHROMA_STD: f32 = 1.5;
 
 impl Frame {
     /// Reduces an image of any size to the frame (area-averaged, so large images don't alias).
     pub fn of_rgb(img: &RgbImage) -> Frame {
-        let small = imageops::thumbnail(img, FRAME, FRAME);
-        let px = small
-            .pixels()
-            .map(|p| 0.2126 * p[0] as f32 + 0.7152 * p[1] as f32 + 0.0722 * p[2] as f32)
-            .collect();
-        Frame { px }
+        // Area-average down; interpolate up (a small image must not turn blocky).
+        let small = if img.width() >= FRAME && img.height() >= FRAME {
+            imageops::thumbnail(img, FRAME, FRAME)
+        } else {
+            imageops::resize(img, FRAME, FRAME, imageops::FilterType::Triangle)
+        };
+        let n = (FRAME * FRAME) as usize;
+        let (mut y, mut cb, mut cr) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for p in small.pixels() {
+            let (r, g, b) = (p[0] as f32, p[1] as f32, p[2] as f32);
+            let l = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+            y.push(l);
+            cb.push((b - l) / 1.8556);
+            cr.push((r - l) / 1.5748);
+        }
+        let std = |v: &[f32]| {
+            let m = v.iter().sum::<f32>() / v.len() as f32;
+            (v.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / v.len() as f32).sqrt()
+        };
+        let colour = std(&cb).max(std(&cr)) > GREY_CHROMA_STD;
+        Frame {
+            luma: Pyramid::new(y),
+            chroma: [Pyramid::new(cb), Pyramid::new(cr)],
+            colour,
+            source_side: img.width().min(img.height()),
+        }
     }
 
-    /// Bilinear sample at frame coordinates in pixels, clamped at the border.
-    fn at(&self, x: f32, y: f32) -> f32 {
-        let max = (FRAME - 1) as f32;
+    /// Grey samples of `rect` on an n×n grid.
+    pub fn sample(&self, rect: Rect, n: u32) -> Vec<f32> {
+        self.luma.sample(rect, n)
+    }
+
+    /// Both chroma planes of `rect` on an n×n grid, one after the other.
+    pub fn sample_chroma(&self, rect: Rect, n: u32) -> Vec<f32> {
+        let mut v = self.chroma[0].sample(rect, n);
+        v.extend(self.chroma[1].sample(rect, n));
+        v
+    }
+}
+
+impl Pyramid {
+    fn new(mut level: Vec<f32>) -> Pyramid {
+        let mut levels = Vec::with_capacity(4);
+        let mut side = FRAME as usize;
+        for _ in 0..3 {
+            let half = side / 2;
+            let next = (0..half * half)
+                .map(|i| {
+                    let (x, y) = (2 * (i % half), 2 * (i / half));
+                    0.25 * (level[y * side + x]
+                        + level[y * side + x + 1]
+                        + level[(y + 1) * side + x]
+                        + level[(y + 1) * side + x + 1])
+                })
+                .collect();
+            levels.push(std::mem::replace(&mut level, next));
+            side = half;
+        }
+        levels.push(level);
+        Pyramid { levels }
+    }
+
+    /// Bilinear sample of one level at its pixel coordinates, clamped at the border.
+    fn at(level: &[f32], side: usize, x: f32, y: f32) -> f32 {
+        let max = (side - 1) as f32;
         let x = x.clamp(0.0, max);
         let y = y.clamp(0.0, max);
-        let (x0, y0) = (x.floor() as usize, y.floor() as usize);
-        let (x1, y1) = (
-            (x0 + 1).min(FRAME as usize - 1),
-            (y0 + 1).min(FRAME as usize - 1),
-        );
+        let (x0, y0) = (x as usize, y as usize);
+        let (x1, y1) = ((x0 + 1).min(side - 1), (y0 + 1).min(side - 1));
         let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-        let w = FRAME as usize;
-        let top = self.px[y0 * w + x0] * (1.0 - fx) + self.px[y0 * w + x1] * fx;
-        let bottom = self.px[y1 * w + x0] * (1.0 - fx) + self.px[y1 * w + x1] * fx;
+        let top = level[y0 * side + x0] * (1.0 - fx) + level[y0 * side + x1] * fx;
+        let bottom = level[y1 * side + x0] * (1.0 - fx) + level[y1 * side + x1] * fx;
         top * (1.0 - fy) + bottom * fy
     }
 
-    /// Samples `rect` onto an n×n grid, each cell the mean of 2×2 bilinear taps so a
-    /// reduction does not alias.
+    /// Samples `rect` onto an n×n grid: one bilinear tap per cell, from the coarsest level
+    /// whose pixels are no larger than a cell.
     pub fn sample(&self, rect: Rect, n: u32) -> Vec<f32> {
-        let s = FRAME as f32;
+        let span = (rect.x1 - rect.x0).max(rect.y1 - rect.y0).max(1e-3);
+        let mut k = 0;
+        while k + 1 < self.levels.len() && (FRAME >> (k + 1)) as f32 * span >= n as f32 {
+            k += 1;
+        }
+        let side = (FRAME >> k) as usize;
+        let level = &self.levels[k];
+        let s = side as f32;
         let cw = (rect.x1 - rect.x0) * s / n as f32;
         let ch = (rect.y1 - rect.y0) * s / n as f32;
         let mut out = Vec::with_capacity((n * n) as usize);
         for j in 0..n {
+            let y = rect.y0 * s + ch * (j as f32 + 0.5) - 0.5;
             for i in 0..n {
-                let x = rect.x0 * s + cw * i as f32 - 0.5;
-                let y = rect.y0 * s + ch * j as f32 - 0.5;
-                let v = self.at(x + 0.25 * cw, y + 0.25 * ch)
-                    + self.at(x + 0.75 * cw, y + 0.25 * ch)
-                    + self.at(x + 0.25 * cw, y + 0.75 * ch)
-                    + self.at(x + 0.75 * cw, y + 0.75 * ch);
-                out.push(v * 0.25);
+                let x = rect.x0 * s + cw * (i as f32 + 0.5) - 0.5;
+                out.push(Pyramid::at(level, side, x, y));
             }
         }
         out
@@ -148,7 +221,7 @@ impl Scheme {
             crate_name: "image_hasher",
             crate_version: "3.1.1",
             frame: format!("luma709 area-thumbnail {FRAME}x{FRAME}, aspect squashed"),
-            region: format!("bilinear 2x2 supersampled {REGION}x{REGION}"),
+            region: format!("bilinear {REGION}x{REGION} from a 2x box pyramid"),
             center: CENTER,
             phash: &phash,
             dhash: &dhash,

@@ -20,12 +20,13 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-/// Side at which candidates are re-rendered for the fine comparison.
-const VERIFY_SIZE: u32 = 128;
+/// Largest side at which candidates are re-rendered for the fine comparison; a token is
+/// re-rendered at its served size up to this (a smaller render differs in fine detail).
+const MAX_VERIFY_SIZE: u32 = 512;
 /// Alignment scores mapped to confidence 0 and 1. Between two variants of one identity the
 /// score stays below `SCORE_AT_ZERO`; a true match after heavy damage stays above
 /// `SCORE_AT_ONE` (measured by `benches/attribution`, see README).
-const SCORE_AT_ZERO: f32 = 0.70;
+const SCORE_AT_ZERO: f32 = 0.75;
 const SCORE_AT_ONE: f32 = 0.90;
 /// Crop fractions tried per side when the whole-frame hashes find nothing.
 const CROP_STEPS: [f32; 4] = [0.0, 0.1 / 3.0, 0.2 / 3.0, 0.1];
@@ -219,24 +220,44 @@ impl Matcher {
             .collect()
     }
 
+    /// Re-renders each nominee and keeps those the image is confirmed to show. The whole
+    /// frame is compared first (cheap); the crop search runs only when no nominee is
+    /// confirmed that way.
     fn verify(
         &self,
         conn: &Connection,
         probe: &Probe,
         nominees: &[usize],
     ) -> Result<Vec<Match>, StoreError> {
-        let mut out = Vec::new();
+        let mut rendered = Vec::with_capacity(nominees.len());
         for &i in nominees {
-            let Some(row) = tokens::by_id(conn, self.ids[i])? else {
-                continue;
+            if let Some(row) = tokens::by_id(conn, self.ids[i])? {
+                let img = render_seeds(
+                    row.identity_seed,
+                    row.variant_seed,
+                    row.size.min(MAX_VERIFY_SIZE),
+                );
+                let frame = Frame::of_rgb(&img);
+                let whole = probe.whole(&frame);
+                rendered.push((row, frame, whole));
+            }
+        }
+        let threshold = self.config.confidence_threshold;
+        let confirmed = rendered
+            .iter()
+            .any(|(_, _, a)| confidence(*a) >= threshold.max(1e-9));
+        let mut out = Vec::new();
+        for (row, frame, whole) in rendered {
+            let a = if confirmed || !self.config.crop_search {
+                whole
+            } else {
+                probe.align(&frame)
             };
-            let rendered = render_seeds(row.identity_seed, row.variant_seed, VERIFY_SIZE);
-            let a = probe.align(&Frame::of_rgb(&rendered), self.config.crop_search);
-            let confidence = confidence(a);
-            if confidence >= self.config.confidence_threshold && confidence > 0.0 {
+            let c = confidence(a);
+            if c >= threshold && c > 0.0 {
                 out.push(Match {
                     token: row.token,
-                    confidence,
+                    confidence: c,
                     how: How::Hash,
                     id: row.id,
                     region: Some(a.rect),
@@ -290,6 +311,18 @@ pub fn load_image(path: &Path, config: &MatchConfig) -> Result<(Vec<u8>, RgbImag
     Ok((bytes, img))
 }
 
+/// Whether an end-of-image marker closes the file (trailing padding allowed).
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    let end = bytes.len()
+        - bytes
+            .iter()
+            .rev()
+            .take_while(|&&b| b == 0 || b.is_ascii_whitespace())
+            .count();
+    let tail = &bytes[end.saturating_sub(4096)..end];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
 enum DecodeError {
     NotImage,
     Limits(String),
@@ -300,8 +333,13 @@ fn decode(bytes: &[u8], config: &MatchConfig) -> Result<RgbImage, DecodeError> {
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|_| DecodeError::NotImage)?;
-    if reader.format().is_none() {
-        return Err(DecodeError::NotImage);
+    let format = reader.format().ok_or(DecodeError::NotImage)?;
+    // The JPEG decoder fills a cut-off scan with grey rather than failing; the missing
+    // end-of-image marker is what tells a truncated file.
+    if format == image::ImageFormat::Jpeg && !has_jpeg_end(bytes) {
+        return Err(DecodeError::Corrupt(
+            "no JPEG end-of-image marker: the file is cut off".into(),
+        ));
     }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(config.max_dimension);

@@ -6,13 +6,18 @@
 //! `match` verify a candidate and the evidence bundle reproduce what a harvester took.
 
 pub mod align;
+pub mod eval;
+pub mod features;
+pub mod hair;
 pub mod hash;
 pub mod identity;
 pub mod index;
 pub mod marks;
 pub mod matcher;
 pub mod mint;
+pub mod palette;
 pub mod render;
+pub mod texture;
 pub mod token;
 pub mod variant;
 

@@ -2,9 +2,10 @@
 //! attribution after each damage of the list and false matches on decoys.
 //!
 //! cargo run --release --example attribution -- [TOKENS] [IDENTITIES] [PROBES] [DECOYS_PER_KIND]
-//! Defaults: 100000 tokens, 1000 identities, 1000 probes, 250 decoys of each of 4 kinds.
+//! Defaults: 100000 tokens, 1000 identities, 1000 probes, 200 decoys of each of 5 kinds
+//! (photo decoys are cut from the images in bench-data/photos, which scripts/bench fills).
 
-use faceprobe::canary::eval::{run_attribution, Plan};
+use faceprobe::canary::eval::{load_photos, run_attribution, Plan};
 use faceprobe::config::MatchConfig;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,13 +19,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokens: arg(1, 100_000) as usize,
         identities: arg(2, 1000),
         probes: arg(3, 1000) as usize,
-        decoys_per_kind: arg(4, 250),
+        decoys_per_kind: arg(4, 200),
         size: 256,
         threads: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2),
         seed: 2026,
+        photos: load_photos(std::path::Path::new("bench-data/photos")),
     };
+    println!("photos for decoys: {}", plan.photos.len());
     let dir = std::path::PathBuf::from(format!(
         "bench-data/attribution-{}-{}",
         plan.tokens, plan.identities

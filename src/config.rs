@@ -106,8 +106,8 @@ impl Default for MatchConfig {
     fn default() -> Self {
         MatchConfig {
             confidence_threshold: 0.5,
-            max_candidates: 16,
-            max_hash_distance: 40,
+            max_candidates: 8,
+            max_hash_distance: 32,
             crop_search: true,
             max_file_bytes: 64 * 1024 * 1024,
             max_dimension: 16_384,

@@ -16,6 +16,7 @@ fn small_set_meets_the_attribution_and_false_match_targets() {
         size: 256,
         threads: 2,
         seed: 77,
+        photos: Vec::new(),
     };
     let report = run_attribution(dir.path(), &plan, &MatchConfig::default()).unwrap();
     assert_eq!(report.tokens, 1500);

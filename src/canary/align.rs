@@ -226,7 +226,7 @@ mod tests {
         let img = render_seeds(3, 4, 256);
         let cropped = imageops::crop_imm(&img, 20, 5, 256 - 20 - 10, 256 - 5 - 25).to_image();
         let probe = Probe::new(&Frame::of_rgb(&cropped));
-        let a = probe.align(&Frame::of_rgb(&render_seeds(3, 4, 128)));
+        let a = probe.align(&Frame::of_rgb(&render_seeds(3, 4, 256)));
         assert!(a.score > 0.95, "{a:?}");
         assert!((a.rect.x0 - 20.0 / 256.0).abs() < 0.02, "{a:?}");
         assert!((a.rect.y1 - (1.0 - 25.0 / 256.0)).abs() < 0.02, "{a:?}");

@@ -175,20 +175,30 @@ pub enum Decoy {
     Drawing,
     /// Random noise, plain or smoothed.
     Noise,
+    /// A random crop of a photograph (needs photos; see `Plan::photos`).
+    Photo,
 }
 
 impl Decoy {
-    pub const ALL: [Decoy; 4] = [
+    pub const ALL: [Decoy; 5] = [
         Decoy::UnmintedFace,
         Decoy::UnmintedVariant,
         Decoy::Drawing,
         Decoy::Noise,
+        Decoy::Photo,
     ];
 
-    /// Decoy number `n` of this kind; `minted_identity` is used by `UnmintedVariant`.
-    pub fn make(&self, n: u64, minted_identity: u64, size: u32) -> RgbImage {
+    /// Decoy number `n` of this kind; `minted_identity` is used by `UnmintedVariant`,
+    /// `photos` by `Photo` (none without photos).
+    pub fn make(
+        &self,
+        n: u64,
+        minted_identity: u64,
+        size: u32,
+        photos: &[RgbImage],
+    ) -> Option<RgbImage> {
         let mut rng = ChaCha8Rng::seed_from_u64(0xdec0_0000 ^ n);
-        match self {
+        Some(match self {
             Decoy::UnmintedFace => {
                 super::render::render_seeds(0xdec0_0000_0000 ^ n, rng.random(), size)
             }
@@ -197,8 +207,36 @@ impl Decoy {
             }
             Decoy::Drawing => drawing(&mut rng, size),
             Decoy::Noise => noise(&mut rng, size),
-        }
+            Decoy::Photo => {
+                let photo = photos.get(rng.random_range(0..photos.len().max(1)))?;
+                let (w, h) = photo.dimensions();
+                let f = rng.random_range(0.4..=1.0);
+                let (cw, ch) = (
+                    ((w as f32 * f) as u32).max(1),
+                    ((h as f32 * f) as u32).max(1),
+                );
+                let x = rng.random_range(0..=w - cw);
+                let y = rng.random_range(0..=h - ch);
+                let crop = imageops::crop_imm(photo, x, y, cw, ch).to_image();
+                imageops::resize(&crop, size, size, imageops::FilterType::Triangle)
+            }
+        })
     }
+}
+
+/// Loads every image in `dir` (for `Decoy::Photo`); an unreadable file is skipped.
+pub fn load_photos(dir: &std::path::Path) -> Vec<RgbImage> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    paths
+        .iter()
+        .filter_map(|p| image::open(p).ok())
+        .map(|i| i.to_rgb8())
+        .filter(|i| i.width() >= 64 && i.height() >= 64)
+        .collect()
 }
 
 fn drawing(rng: &mut ChaCha8Rng, size: u32) -> RgbImage {
@@ -248,6 +286,8 @@ pub struct Plan {
     pub size: u32,
     pub threads: usize,
     pub seed: u64,
+    /// Photographs to cut `Decoy::Photo` images from; none skips that kind.
+    pub photos: Vec<RgbImage>,
 }
 
 /// Top-1 results for one kind of damage.
@@ -452,7 +492,9 @@ pub fn run_attribution(
     let mut false_examples = Vec::new();
     for kind in Decoy::ALL {
         for n in 0..plan.decoys_per_kind {
-            let img = kind.make(n, minted_identity, plan.size);
+            let Some(img) = kind.make(n, minted_identity, plan.size, &plan.photos) else {
+                continue;
+            };
             decoys += 1;
             if let Some(m) = matcher.match_pixels(store.conn(), &img)?.first() {
                 false_examples.push(format!(

@@ -18,12 +18,8 @@ pub(super) fn face(p: &mut Painter, s: &Scene) {
     eyes(p, s);
     brows(p, s);
     nose(p, s);
-    if !super::render::exp("noage") {
-        age_lines(p, s);
-    }
-    if !super::render::exp("nobeard") {
-        beard(p, s);
-    }
+    age_lines(p, s);
+    beard(p, s);
     mouth(p, s);
     moustache(p, s);
 }
@@ -44,16 +40,17 @@ fn cheeks(p: &mut Painter, s: &Scene) {
     if id.freckles > 0.0 {
         let mut rng = ChaCha8Rng::seed_from_u64(id.seed ^ 0x0f7e_c41e);
         let spot = s.skin.shadow(0.72);
+        let mut dots = Vec::with_capacity(36);
         for _ in 0..36 {
             let x = rng.random_range(-0.75f32..0.75);
             let y = rng.random_range(0.15f32..0.6) + 0.25 * (x * x);
-            if x.abs() < 0.12 && y > 0.45 {
-                continue;
-            }
             let r = rng.random_range(0.01f32..0.02);
-            let dot = p.ellipse(x, y, r, r);
-            p.fill(&dot, spot, 0.3 * id.freckles);
+            if x.abs() > 0.12 || y < 0.45 {
+                dots.push((x, y, r, r));
+            }
         }
+        let path = p.dots_at(&dots);
+        p.fill(&path, spot, 0.3 * id.freckles);
     }
 }
 
@@ -132,12 +129,7 @@ fn eyes(p: &mut Painter, s: &Scene) {
     for (eye, side) in pair.iter().zip([-1.0f32, 1.0]) {
         let cx = eye.cx;
         // Sockets: the brow ridge and the nose bridge shade the eyes.
-        let sock = if super::render::exp("sock") {
-            0.7
-        } else {
-            0.45
-        };
-        p.glow(cx + side * 0.03, -0.06, w * 1.75, 0.24, s.skin_dark, sock);
+        p.glow(cx + side * 0.03, -0.06, w * 1.75, 0.24, s.skin_dark, 0.65);
         p.glow(
             side * (e.spacing - w - 0.04),
             0.0,
@@ -160,7 +152,7 @@ fn eyes(p: &mut Painter, s: &Scene) {
     // socket shadow that makes an eye read as an eye.
     let sclera = Rgb::new(0.92, 0.9, 0.87)
         .mix(s.skin, 0.1)
-        .scale(1.0 - if super::render::exp("scl") { 0.5 } else { 0.3 } * s.id.tone);
+        .scale(1.0 - 0.5 * s.id.tone);
     for (eye, almond) in pair.iter().zip(&almonds) {
         let (x, y) = p.at(eye.cx, 0.0);
         let shader = radial(
@@ -176,11 +168,11 @@ fn eyes(p: &mut Painter, s: &Scene) {
         );
         p.paint(almond, shader, BlendMode::SourceOver, None);
     }
-    let mask = p.mask(&almonds[0]).and_then(|mut m| {
+    let mask = p.mask(&almonds[0]).map(|mut m| {
         if let Some(path) = &almonds[1] {
             m.fill_path(path, tiny_skia::FillRule::Winding, true, p.ts);
         }
-        Some(m)
+        m
     });
     let r = w * 0.46;
     let iris = e.color;
@@ -241,20 +233,20 @@ fn eyes(p: &mut Painter, s: &Scene) {
             .scale(0.35)
             .mix(Rgb::new(0.05, 0.04, 0.04), 0.7);
     let lash_w = 0.026 + 0.014 * s.id.makeup;
+    let mut lashes = Vec::with_capacity(12);
     for (eye, side) in pair.iter().zip([-1.0f32, 1.0]) {
         let upper = eye.lid(p, true);
         p.stroke(&upper, lash, 0.92, lash_w);
         let lower = eye.lid(p, false);
         p.stroke(&lower, s.skin_dark, 0.35, 0.012);
-        for i in 0..6 {
-            let t = 0.5 + i as f32 * 0.09;
+        for i in 0..4 {
+            let t = 0.55 + i as f32 * 0.13;
             let (x, y) = eye.upper_at(t);
-            let hair = p.curve(&[
+            lashes.push(vec![
                 (x, y),
                 (x + side * 0.018, y - 0.03),
                 (x + side * 0.04, y - 0.045),
             ]);
-            p.stroke(&hair, lash, 0.8, 0.009);
         }
         let crease = p.curve(&[
             (eye.cx - side * w * 0.75, -h * 0.9),
@@ -263,6 +255,8 @@ fn eyes(p: &mut Painter, s: &Scene) {
         ]);
         p.stroke(&crease, s.skin_dark, 0.12 + 0.3 * e.crease, 0.016);
     }
+    let lashes = p.curves(&lashes);
+    p.stroke(&lashes, lash, 0.8, 0.009);
 }
 
 fn brows(p: &mut Painter, s: &Scene) {
@@ -271,6 +265,7 @@ fn brows(p: &mut Painter, s: &Scene) {
     let (w, th) = (e.width, b.thickness);
     let by = -0.27 - b.lift - e.height * 0.5;
     let mut rng = ChaCha8Rng::seed_from_u64(s.id.seed ^ 0xb0_0b5);
+    let mut hairs = Vec::with_capacity(16);
     for side in [-1.0f32, 1.0] {
         let c = [
             (side * (e.spacing - w * 0.95), by + 0.015),
@@ -287,7 +282,7 @@ fn brows(p: &mut Painter, s: &Scene) {
         pts.extend(c.iter().zip(t).rev().map(|(&(x, y), t)| (x, y + t / 2.0)));
         let path = p.blob(&pts);
         p.fill(&path, b.color, 0.88);
-        for _ in 0..8 {
+        for _ in 0..5 {
             let u: f32 = rng.random_range(0.0..0.9);
             let i = ((u * 3.0) as usize).min(2);
             let f = u * 3.0 - i as f32;
@@ -295,10 +290,11 @@ fn brows(p: &mut Painter, s: &Scene) {
                 c[i].0 + (c[i + 1].0 - c[i].0) * f,
                 c[i].1 + (c[i + 1].1 - c[i].1) * f + rng.random_range(-0.3f32..0.3) * th,
             );
-            let hair = p.curve(&[(x, y + th * 0.3), (x + side * 0.05, y - th * 0.2)]);
-            p.stroke(&hair, b.color.scale(0.7), 0.5, 0.01);
+            hairs.push(vec![(x, y + th * 0.3), (x + side * 0.05, y - th * 0.2)]);
         }
     }
+    let hairs = p.curves(&hairs);
+    p.stroke(&hairs, b.color.scale(0.7), 0.5, 0.01);
 }
 
 fn nose(p: &mut Painter, s: &Scene) {
@@ -430,6 +426,7 @@ fn age_lines(p: &mut Painter, s: &Scene) {
     let a = s.old;
     let e = &s.id.eyes;
     let (nw, nl, mw, my) = (s.id.nose.width, s.nose_y, s.id.mouth.width, s.mouth_y);
+    let mut fine = Vec::new();
     for side in [-1.0f32, 1.0] {
         let fold = p.curve(&[
             (side * (nw + 0.06), nl - 0.1),
@@ -448,8 +445,10 @@ fn age_lines(p: &mut Painter, s: &Scene) {
             for i in 0..3 {
                 let dy = (i as f32 - 1.0) * 0.05;
                 let x0 = cx + side * (e.width + 0.04);
-                let crow = p.curve(&[(x0, -0.02 + dy * 0.5), (x0 + side * 0.1, -0.02 + dy * 1.6)]);
-                p.stroke(&crow, s.skin_dark, 0.35 * (a - 0.2), 0.01);
+                fine.push(vec![
+                    (x0, -0.02 + dy * 0.5),
+                    (x0 + side * 0.1, -0.02 + dy * 1.6),
+                ]);
             }
         }
         if a > 0.5 {
@@ -460,9 +459,10 @@ fn age_lines(p: &mut Painter, s: &Scene) {
     if a > 0.25 {
         for i in 0..3 {
             let y = -0.62 - i as f32 * 0.11;
-            let line = p.curve(&[(-0.45, y + 0.025), (0.0, y), (0.45, y + 0.025)]);
-            p.stroke(&line, s.skin_dark, 0.3 * (a - 0.2), 0.012);
+            fine.push(vec![(-0.45, y + 0.025), (0.0, y), (0.45, y + 0.025)]);
         }
+        let lines = p.curves(&fine);
+        p.stroke(&lines, s.skin_dark, 0.3 * (a - 0.2), 0.012);
     }
 }
 
@@ -470,7 +470,7 @@ fn beard(p: &mut Painter, s: &Scene) {
     let id = s.id;
     let f = &id.face;
     let (nl, mw, my, l) = (s.nose_y, id.mouth.width, s.mouth_y, s.len);
-    let color = id.hair.color.mix(Rgb::new(0.25, 0.15, 0.1), 0.15);
+    let color = id.beard_color;
     match id.facial_hair {
         FacialHair::Stubble | FacialHair::Beard => {
             let b = if id.facial_hair == FacialHair::Beard {
@@ -491,16 +491,7 @@ fn beard(p: &mut Painter, s: &Scene) {
                 (0.0, s.chin_y + b),
             ]));
             if b > 0.0 {
-                p.fill(&region, color, 0.96);
-                p.light_across(
-                    s,
-                    &region,
-                    (0.0, 1.0),
-                    1.3,
-                    color.light(0.35),
-                    color.shadow(0.4),
-                    0.6,
-                );
+                p.lit(s, &region, color, 0.96, (0.0, 1.0), 1.3, 0.3, 0.5);
                 p.grain(&region, 0.35, (0.012, 0.05));
             } else {
                 p.fill(&region, color.mix(s.skin_dark, 0.5), 0.22);
@@ -529,7 +520,7 @@ fn moustache(p: &mut Painter, s: &Scene) {
         return;
     }
     let (nl, mw, my, ul) = (s.nose_y, id.mouth.width, s.mouth_y, id.mouth.upper);
-    let color = id.hair.color.mix(Rgb::new(0.25, 0.15, 0.1), 0.15);
+    let color = id.beard_color;
     let path = p.blob(&mirrored(&[
         (0.0, nl + 0.045),
         (mw * 0.6, nl + 0.06),
@@ -572,7 +563,6 @@ pub(super) fn glasses(p: &mut Painter, s: &Scene) {
         .map(|&(x, y)| (cx + x * hw, cy + y * hh))
         .collect();
         let lens = p.blob(&ring);
-        p.fill(&lens, Rgb::new(0.85, 0.9, 1.0), 0.06);
         let (x0, y0) = p.at(cx - hw, cy - hh);
         let (x1, y1) = p.at(cx + hw, cy + hh);
         let white = Rgb::new(1.0, 1.0, 1.0);
@@ -580,9 +570,9 @@ pub(super) fn glasses(p: &mut Painter, s: &Scene) {
             Point::from_xy(x0, y0),
             Point::from_xy(x1, y1),
             vec![
-                GradientStop::new(0.25, white.color(0.0)),
-                GradientStop::new(0.38, white.color(0.2)),
-                GradientStop::new(0.48, white.color(0.0)),
+                GradientStop::new(0.2, white.color(0.0)),
+                GradientStop::new(0.3, white.color(0.12 * (1.0 - s.id.tone))),
+                GradientStop::new(0.4, white.color(0.0)),
             ],
             SpreadMode::Pad,
             Transform::identity(),

@@ -12,29 +12,22 @@ fn strand_rng(s: &Scene) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(s.id.seed ^ 0x4841_4952)
 }
 
-/// Shading shared by every hair mass: light side, shadow side, a sheen and grain.
-fn shade(
-    p: &mut Painter,
-    s: &Scene,
-    path: &Option<tiny_skia::Path>,
-    centre: Pt,
-    reach: f32,
-    streaks: bool,
-) {
+/// A hair mass, lit on one side and shaded on the other; light hair takes less highlight.
+fn shade(p: &mut Painter, s: &Scene, path: &Option<tiny_skia::Path>, centre: Pt, reach: f32) {
     let c = s.id.hair.color;
-    p.fill(path, c, 1.0);
-    p.light_across(s, path, centre, reach, c.light(0.4), c.shadow(0.35), 0.7);
-    let scale = if streaks {
-        (0.012, 0.07)
-    } else {
-        (0.015, 0.015)
-    };
-    p.grain(path, 0.3, scale);
+    p.lit(s, path, c, 1.0, centre, reach, 0.45 * (1.0 - c.luma()), 0.6);
 }
 
 fn sheen(p: &mut Painter, s: &Scene, y: f32, rx: f32) {
-    let c = s.id.hair.color.light(0.45);
-    p.glow(s.light.0 * 0.4, y, rx, 0.16, c, 0.28 * s.strength);
+    let c = s.id.hair.color;
+    p.glow(
+        s.light.0 * 0.4,
+        y,
+        rx,
+        0.16,
+        c.light(0.45),
+        0.28 * s.strength * (1.0 - c.luma()),
+    );
 }
 
 fn long_end(s: &Scene) -> f32 {
@@ -59,8 +52,16 @@ pub(super) fn behind(p: &mut Painter, s: &Scene) {
                 (0.6, end - 0.25),
                 (0.0, end - 0.3),
             ]));
-            shade(p, s, &path, (0.0, 0.0), 1.6, true);
-            p.fill(&path, s.id.hair.color.shadow(0.3), 0.35);
+            p.lit(
+                s,
+                &path,
+                s.id.hair.color.shadow(0.75),
+                1.0,
+                (0.0, 0.0),
+                1.6,
+                0.2,
+                0.6,
+            );
         }
         HairStyle::Bob => {
             let path = p.blob(&mirrored(&[
@@ -72,8 +73,16 @@ pub(super) fn behind(p: &mut Painter, s: &Scene) {
                 (0.95, 1.32),
                 (0.0, 1.2),
             ]));
-            shade(p, s, &path, (0.0, 0.0), 1.6, true);
-            p.fill(&path, s.id.hair.color.shadow(0.3), 0.35);
+            p.lit(
+                s,
+                &path,
+                s.id.hair.color.shadow(0.75),
+                1.0,
+                (0.0, 0.0),
+                1.6,
+                0.2,
+                0.6,
+            );
         }
         HairStyle::Curly => {
             let (rx, top) = (1.3 + t, 1.1 + 0.8 * t);
@@ -93,7 +102,7 @@ pub(super) fn behind(p: &mut Painter, s: &Scene) {
                 })
                 .collect();
             let path = p.blob(&pts);
-            shade(p, s, &path, (0.0, cy), rx, false);
+            shade(p, s, &path, (0.0, cy), rx);
             curls(p, s, &mut rng, 70, |r| {
                 let a = r.random_range(0.0..std::f32::consts::TAU);
                 let d = r.random_range(0.3f32..0.97).sqrt();
@@ -103,12 +112,15 @@ pub(super) fn behind(p: &mut Painter, s: &Scene) {
         }
         HairStyle::Bun => {
             let path = p.ellipse(0.0, -1.74, 0.38, 0.34);
-            shade(p, s, &path, (0.0, -1.74), 0.5, false);
-            for i in 0..5 {
-                let r = 0.1 + i as f32 * 0.05;
-                let swirl = p.curve(&[(-r, -1.74), (0.0, -1.74 - r * 0.8), (r, -1.72)]);
-                p.stroke(&swirl, s.id.hair.color.light(0.3), 0.3, 0.02);
-            }
+            shade(p, s, &path, (0.0, -1.74), 0.5);
+            let swirls: Vec<Vec<Pt>> = (0..5)
+                .map(|i| {
+                    let r = 0.1 + i as f32 * 0.05;
+                    vec![(-r, -1.74), (0.0, -1.74 - r * 0.8), (r, -1.72)]
+                })
+                .collect();
+            let swirls = p.curves(&swirls);
+            p.stroke(&swirls, s.id.hair.color.light(0.3), 0.3, 0.02);
         }
         _ => {}
     }
@@ -123,16 +135,18 @@ fn curls(
     mut place: impl FnMut(&mut ChaCha8Rng) -> Pt,
 ) {
     let c = s.id.hair.color;
-    for i in 0..count {
-        let (x, y) = place(rng);
-        let r = rng.random_range(0.05f32..0.09);
-        let ring = p.ellipse(x, y, r, r * 0.85);
-        if i % 2 == 0 {
-            p.stroke(&ring, c.light(0.4), 0.3, 0.022);
-        } else {
-            p.stroke(&ring, c.shadow(0.3), 0.45, 0.026);
-        }
-    }
+    let rings: Vec<(f32, f32, f32, f32)> = (0..count)
+        .map(|_| {
+            let (x, y) = place(rng);
+            let r = rng.random_range(0.05f32..0.09);
+            (x, y, r, r * 0.85)
+        })
+        .collect();
+    let (light, dark) = rings.split_at(count / 2);
+    let light = p.dots_at(light);
+    p.stroke(&light, c.light(0.4), 0.25, 0.022);
+    let dark = p.dots_at(dark);
+    p.stroke(&dark, c.shadow(0.3), 0.4, 0.026);
 }
 
 pub(super) fn front(p: &mut Painter, s: &Scene) {
@@ -215,7 +229,7 @@ pub(super) fn front(p: &mut Painter, s: &Scene) {
         p.dots(&cap, 0.35, 0.02);
         return;
     }
-    shade(p, s, &cap, (0.0, -0.9), 1.5, false);
+    shade(p, s, &cap, (0.0, -0.9), 1.5);
     sheen(p, s, -1.3 - 0.5 * t, 0.55);
     let c = h.color;
     if h.style == HairStyle::Curly {
@@ -225,23 +239,28 @@ pub(super) fn front(p: &mut Painter, s: &Scene) {
             (x, r.random_range(top..(hl - 0.05).max(top + 0.01)))
         });
     } else {
-        for i in 0..26 {
-            let u = i as f32 / 25.0;
+        let mut strands = (Vec::with_capacity(7), Vec::with_capacity(7));
+        for i in 0..14 {
+            let u = i as f32 / 13.0;
             let x = -0.95 + 1.9 * u + rng.random_range(-0.04f32..0.04);
             let y = if fringe { hl + 0.02 } else { hl + 0.2 * x * x } + lift(x);
             let start = (x * 0.55 + h.part * 0.2, -1.42 - t * 0.5 + 0.1 * x * x);
             let bend = rng.random_range(-0.06f32..0.06);
-            let strand = p.curve(&[
+            let strand = vec![
                 start,
                 ((start.0 + x) / 2.0 + bend, (start.1 + y) / 2.0 - 0.05),
                 (x, y - 0.02),
-            ]);
+            ];
             if i % 2 == 0 {
-                p.stroke(&strand, c.light(0.35), 0.22, 0.018);
+                strands.0.push(strand);
             } else {
-                p.stroke(&strand, c.shadow(0.4), 0.3, 0.02);
+                strands.1.push(strand);
             }
         }
+        let light = p.curves(&strands.0);
+        p.stroke(&light, c.light(0.35), 0.22, 0.018);
+        let dark = p.curves(&strands.1);
+        p.stroke(&dark, c.shadow(0.4), 0.3, 0.02);
     }
     if matches!(h.style, HairStyle::Long | HairStyle::Bob) {
         let end = if h.style == HairStyle::Long {
@@ -268,16 +287,19 @@ pub(super) fn front(p: &mut Painter, s: &Scene) {
             .map(|&(x, y)| (side * x, y))
             .collect();
             let path = p.blob(&lock);
-            shade(p, s, &path, (side * 1.1, 0.4), 1.2, true);
-            for j in 0..6 {
-                let x = 1.02 + j as f32 * 0.05 + rng.random_range(-0.02f32..0.02);
-                let strand = p.curve(&[
-                    (side * (x - 0.15), -0.8),
-                    (side * (x + 0.05), 0.2),
-                    (side * x, end * 0.8),
-                ]);
-                p.stroke(&strand, c.shadow(0.4), 0.3, 0.018);
-            }
+            shade(p, s, &path, (side * 1.1, 0.4), 1.2);
+            let strands: Vec<Vec<Pt>> = (0..3)
+                .map(|j| {
+                    let x = 1.04 + j as f32 * 0.09 + rng.random_range(-0.02f32..0.02);
+                    vec![
+                        (side * (x - 0.15), -0.8),
+                        (side * (x + 0.05), 0.2),
+                        (side * x, end * 0.8),
+                    ]
+                })
+                .collect();
+            let strands = p.curves(&strands);
+            p.stroke(&strands, c.shadow(0.4), 0.3, 0.018);
         }
     }
 }

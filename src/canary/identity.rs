@@ -147,6 +147,7 @@ pub struct Glasses {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Clothing {
+    /// Usual colour; a variant may dress the person differently.
     pub color: Rgb,
     pub neckline: Neckline,
 }
@@ -167,6 +168,7 @@ pub struct Identity {
     pub mouth: Mouth,
     pub hair: Hair,
     pub facial_hair: FacialHair,
+    pub beard_color: Rgb,
     pub glasses: Option<Glasses>,
     pub makeup: f32,
     pub blush: f32,
@@ -342,12 +344,18 @@ impl Identity {
                 &[(palette::HAIR_BLACK, 8.5), (palette::HAIR_DARK_BROWN, 1.5)],
             ),
         });
-        let silver = Rgb::hex(if grey > 0.8 {
+        let silver = Rgb::hex(if grey > 0.85 {
             palette::HAIR_WHITE
         } else {
             palette::HAIR_GREY
         });
-        let hair_color = natural.mix(silver, grey.powf(1.3));
+        // Salt and pepper more than white on dark skin: white hair around a dark face swamps
+        // the contrast that detectors look for.
+        let greying = grey.powf(1.3) * (1.0 - 0.4 * ((tone - 0.5) * 2.0).max(0.0));
+        let hair_color = natural.mix(silver, greying);
+        let beard_color = natural
+            .mix(Rgb::hex(palette::HAIR_GREY), 0.7 * greying)
+            .mix(Rgb::new(0.25, 0.15, 0.1), 0.15);
         let afro = ancestry == African;
         let style = if male {
             pick(
@@ -534,6 +542,7 @@ impl Identity {
             mouth,
             hair,
             facial_hair,
+            beard_color,
             glasses,
             makeup,
             blush,
@@ -545,5 +554,30 @@ impl Identity {
             light_angle: -std::f32::consts::FRAC_PI_2 + side * range(r, 0.25, 1.0),
             light_strength: range(r, 0.6, 1.0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_person() {
+        assert_eq!(Identity::from_seed(5), Identity::from_seed(5));
+        assert_ne!(Identity::from_seed(5), Identity::from_seed(6));
+    }
+
+    #[test]
+    fn skin_tones_and_sexes_spread_evenly() {
+        let people: Vec<Identity> = (0..1000).map(Identity::from_seed).collect();
+        let mut bins = [0; 5];
+        for p in &people {
+            bins[((p.tone * 5.0) as usize).min(4)] += 1;
+        }
+        assert!(bins.iter().all(|&n| n > 150), "tone bins {bins:?}");
+        let women = people.iter().filter(|p| p.sex == Sex::Female).count();
+        assert!((430..=570).contains(&women), "{women} women of 1000");
+        let old = people.iter().filter(|p| p.age >= 60.0).count();
+        assert!((150..=400).contains(&old), "{old} over 60 of 1000");
     }
 }

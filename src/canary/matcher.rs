@@ -32,8 +32,13 @@ const SCORE_AT_ONE: f32 = 0.90;
 const CROP_STEPS: [f32; 4] = [0.0, 0.1 / 3.0, 0.2 / 3.0, 0.1];
 /// Nearest centre hashes kept per crop hypothesis.
 const PER_HYPOTHESIS: usize = 4;
+/// Once a nominee is confirmed, nominees further than this many bits beyond it in hash
+/// space are not the same picture and are not rendered.
+const SAME_PICTURE_SPREAD: u32 = 12;
+/// The same for the centre pHash (of 64 bits) in the crop pass.
+const CENTER_SPREAD: u32 = 6;
 /// Largest centre-pHash distance (of 64) a crop hypothesis accepts.
-const CENTER_MAX_DISTANCE: u32 = 14;
+const CENTER_MAX_DISTANCE: u32 = 12;
 
 /// Why an image could not be read; the message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +82,9 @@ pub struct Match {
     pub identity: u64,
     pub variant: u64,
 }
+
+/// Token row ids with their hash distances, nearest first.
+pub type Nominees = Vec<(i64, u32)>;
 
 /// The index of every stored token's hashes, ready to answer `match`.
 pub struct Matcher {
@@ -165,7 +173,7 @@ impl Matcher {
         let frame = Frame::of_rgb(img);
         let probe = Probe::new(&frame);
         let (p, d) = self.scheme.region(&frame, FULL);
-        let nominees: Vec<usize> = self
+        let nominees: Vec<(usize, u32)> = self
             .full
             .nearest(
                 &[p, d],
@@ -173,18 +181,49 @@ impl Matcher {
                 self.config.max_hash_distance,
             )
             .iter()
-            .map(|h| h.item as usize)
+            .map(|h| (h.item as usize, h.distance))
             .collect();
-        let mut matches = self.verify(conn, &probe, &nominees)?;
-        if matches.is_empty() && self.config.crop_search {
-            let nominees = self.crop_nominees(&frame);
-            matches = self.verify(conn, &probe, &nominees)?;
+        let mut seen = Vec::new();
+        let matches = self.verify(conn, &probe, &nominees, false, &mut seen)?;
+        if !matches.is_empty() || !self.config.crop_search {
+            return Ok(matches);
         }
-        Ok(matches)
+        // Nothing shows the whole frame: the image may be a crop. Align the nominees of the
+        // crop hypotheses first, then those already rendered.
+        let mut crop_nominees = self.crop_nominees(&frame);
+        crop_nominees.extend(
+            seen.iter()
+                .filter(|c| !crop_nominees.iter().any(|(i, _)| *i == c.item))
+                .map(|c| (c.item, CENTER_MAX_DISTANCE + CENTER_SPREAD))
+                .collect::<Vec<_>>(),
+        );
+        self.verify(conn, &probe, &crop_nominees, true, &mut seen)
     }
 
-    /// Tokens whose central region matches some crop hypothesis of the image.
-    fn crop_nominees(&self, frame: &Frame) -> Vec<usize> {
+    /// The nominees of both hash paths, as (token row id, distance): a calibration aid.
+    pub fn nominees(&self, img: &RgbImage) -> (Nominees, Nominees) {
+        let frame = Frame::of_rgb(img);
+        let (p, d) = self.scheme.region(&frame, FULL);
+        let full = self
+            .full
+            .nearest(
+                &[p, d],
+                self.config.max_candidates,
+                self.config.max_hash_distance,
+            )
+            .iter()
+            .map(|h| (self.ids[h.item as usize], h.distance))
+            .collect();
+        let crop = self
+            .crop_nominees(&frame)
+            .into_iter()
+            .map(|(i, d)| (self.ids[i], d))
+            .collect();
+        (full, crop)
+    }
+
+    /// Tokens whose central region matches some crop hypothesis of the image, nearest first.
+    fn crop_nominees(&self, frame: &Frame) -> Vec<(usize, u32)> {
         let mut best: HashMap<u32, u32> = HashMap::new();
         for &l in &CROP_STEPS {
             for &r in &CROP_STEPS {
@@ -211,64 +250,83 @@ impl Matcher {
                 }
             }
         }
-        let mut ranked: Vec<(u32, u32)> = best.into_iter().map(|(i, d)| (d, i)).collect();
-        ranked.sort_unstable();
+        let mut ranked: Vec<(usize, u32)> =
+            best.into_iter().map(|(i, d)| (i as usize, d)).collect();
+        ranked.sort_unstable_by_key(|&(i, d)| (d, i));
+        ranked.truncate(self.config.max_candidates);
         ranked
-            .into_iter()
-            .take(self.config.max_candidates)
-            .map(|(_, i)| i as usize)
-            .collect()
     }
 
-    /// Re-renders each nominee and keeps those the image is confirmed to show. The whole
-    /// frame is compared first (cheap); the crop search runs only when no nominee is
-    /// confirmed that way.
+    /// Re-renders nominees (nearest first) and keeps those the image is confirmed to show.
+    /// Without `search` only the whole frame is compared, and the walk stops once a match is
+    /// confirmed and the remaining nominees are too far in hash space to be the same picture.
+    /// Rendered candidates are kept in `seen` for a later pass.
     fn verify(
         &self,
         conn: &Connection,
         probe: &Probe,
-        nominees: &[usize],
+        nominees: &[(usize, u32)],
+        search: bool,
+        seen: &mut Vec<Candidate>,
     ) -> Result<Vec<Match>, StoreError> {
-        let mut rendered = Vec::with_capacity(nominees.len());
-        for &i in nominees {
-            if let Some(row) = tokens::by_id(conn, self.ids[i])? {
-                let img = render_seeds(
-                    row.identity_seed,
-                    row.variant_seed,
-                    row.size.min(MAX_VERIFY_SIZE),
-                );
-                let frame = Frame::of_rgb(&img);
-                let whole = probe.whole(&frame);
-                rendered.push((row, frame, whole));
-            }
-        }
         let threshold = self.config.confidence_threshold;
-        let confirmed = rendered
-            .iter()
-            .any(|(_, _, a)| confidence(*a) >= threshold.max(1e-9));
         let mut out = Vec::new();
-        for (row, frame, whole) in rendered {
-            let a = if confirmed || !self.config.crop_search {
-                whole
+        let mut confirmed_at: Option<u32> = None;
+        for &(item, distance) in nominees {
+            let spread = if search {
+                CENTER_SPREAD
             } else {
-                probe.align(&frame)
+                SAME_PICTURE_SPREAD
             };
-            let c = confidence(a);
-            if c >= threshold && c > 0.0 {
+            if confirmed_at.is_some_and(|d| distance > d + spread) {
+                break;
+            }
+            let k = match seen.iter().position(|c| c.item == item) {
+                Some(k) => k,
+                None => {
+                    let Some(row) = tokens::by_id(conn, self.ids[item])? else {
+                        continue;
+                    };
+                    let size = row.size.min(MAX_VERIFY_SIZE);
+                    let img = render_seeds(row.identity_seed, row.variant_seed, size);
+                    seen.push(Candidate {
+                        item,
+                        row,
+                        frame: Frame::of_rgb(&img),
+                    });
+                    seen.len() - 1
+                }
+            };
+            let c = &seen[k];
+            let a = if search {
+                probe.align(&c.frame)
+            } else {
+                probe.whole(&c.frame)
+            };
+            let confidence = confidence(a);
+            if confidence >= threshold && confidence > 0.0 {
+                confirmed_at.get_or_insert(distance);
                 out.push(Match {
-                    token: row.token,
-                    confidence: c,
+                    token: c.row.token,
+                    confidence,
                     how: How::Hash,
-                    id: row.id,
+                    id: c.row.id,
                     region: Some(a.rect),
-                    identity: row.identity_seed,
-                    variant: row.variant_seed,
+                    identity: c.row.identity_seed,
+                    variant: c.row.variant_seed,
                 });
             }
         }
         out.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
         Ok(out)
     }
+}
+
+/// A nominee re-rendered for comparison.
+struct Candidate {
+    item: usize,
+    row: tokens::TokenRow,
+    frame: Frame,
 }
 
 /// Maps an alignment score to a confidence in 0..1, rounded to 3 places.

@@ -7,17 +7,17 @@
 
 pub mod align;
 pub mod eval;
-pub mod features;
-pub mod hair;
+mod features;
+mod hair;
 pub mod hash;
 pub mod identity;
 pub mod index;
 pub mod marks;
 pub mod matcher;
 pub mod mint;
-pub mod palette;
+mod palette;
 pub mod render;
-pub mod texture;
+mod texture;
 pub mod token;
 pub mod variant;
 

@@ -17,6 +17,9 @@ use super::{features, hair, texture};
 
 /// Larger requests are clamped: a canary never needs more, and memory stays bounded.
 pub const MAX_SIZE: u32 = 4096;
+/// Output pixels per backdrop pixel on each axis: the backdrop is smooth, and grain hides
+/// the steps.
+const BACKDROP_STEP: u32 = 4;
 /// Where the eye line sits in the default framing, as a fraction of the frame height.
 const EYE_LINE: f32 = 0.43;
 
@@ -32,11 +35,24 @@ pub fn render_seeds(identity_seed: u64, variant_seed: u64, size: u32) -> RgbImag
 /// Renders a square portrait `size` pixels wide (clamped to 1..=`MAX_SIZE`).
 pub fn render(identity: &Identity, variant: &Variant, size: u32) -> RgbImage {
     let size = size.clamp(1, MAX_SIZE);
-    let Some(mut pm) = Pixmap::new(size, size) else {
+    let backdrop = size.div_ceil(BACKDROP_STEP).max(1);
+    let (Some(pm), Some(mut bg)) = (Pixmap::new(size, size), Pixmap::new(backdrop, backdrop))
+    else {
         return RgbImage::new(size, size);
     };
-    background(&mut pm, &variant.background, size as f32);
-    let scene = Scene::new(identity, variant);
+    // The backdrop is all soft gradients: drawn small, it is enlarged for free in the last pass.
+    background(
+        &mut bg,
+        &variant.background,
+        variant.grade.saturation,
+        backdrop as f32,
+    );
+    // Saturation is graded on the identity's colours rather than per pixel: it is cheaper, and
+    // every shade derived from them follows.
+    let mut graded = identity.clone();
+    graded.clothing.color = variant.clothing;
+    let graded = saturated(&graded, variant.grade.saturation);
+    let scene = Scene::new(&graded, variant);
     let mut p = Painter {
         pm,
         ts: framing(identity, variant, size as f32),
@@ -49,15 +65,11 @@ pub fn render(identity: &Identity, variant: &Variant, size: u32) -> RgbImage {
     ears(&mut p, &scene);
     head(&mut p, &scene);
     features::face(&mut p, &scene);
-    if !exp("noglasses") {
-        features::glasses(&mut p, &scene);
-    }
-    if !exp("nohair") {
-        hair::front(&mut p, &scene);
-    }
+    features::glasses(&mut p, &scene);
+    hair::front(&mut p, &scene);
     // Cameras expose for the face: a dark face lifts the mid-tones of the whole frame.
-    let exposure = 1.0 - 0.35 * (identity.tone - 0.5).max(0.0);
-    grade(&p.pm, &variant.grade, exposure)
+    let exposure = 1.0 - 0.55 * (identity.tone - 0.45).max(0.0);
+    finish(&p.pm, &bg, &variant.grade, exposure)
 }
 
 /// What every part of the drawing needs to know, derived once per image.
@@ -130,6 +142,28 @@ impl Painter {
     pub fn curve(&self, pts: &[Pt]) -> Option<Path> {
         let w: Vec<Pt> = pts.iter().map(|&(x, y)| self.at(x, y)).collect();
         smooth(&w, false)
+    }
+
+    /// Many open curves as one path, so that they cost one draw call.
+    pub fn curves(&self, lines: &[Vec<Pt>]) -> Option<Path> {
+        let mut pb = PathBuilder::new();
+        for line in lines {
+            let w: Vec<Pt> = line.iter().map(|&(x, y)| self.at(x, y)).collect();
+            push_smooth(&mut pb, &w, false);
+        }
+        pb.finish()
+    }
+
+    /// Many small ellipses (centre, x radius, y radius) as one path.
+    pub fn dots_at(&self, dots: &[(f32, f32, f32, f32)]) -> Option<Path> {
+        let mut pb = PathBuilder::new();
+        for &(x, y, rx, ry) in dots {
+            let (x, y) = self.at(x, y);
+            if let Some(r) = Rect::from_xywh(x - rx, y - ry, 2.0 * rx, 2.0 * ry) {
+                pb.push_oval(r);
+            }
+        }
+        pb.finish()
     }
 
     pub fn ellipse(&self, cx: f32, cy: f32, rx: f32, ry: f32) -> Option<Path> {
@@ -210,6 +244,8 @@ impl Painter {
             return;
         }
         let (x, y) = self.at(cx, cy);
+        // A linear fall-off carries less than a soft one would: make up for it at the centre.
+        let alpha = (alpha * 1.35).min(1.0);
         let shader = radial(
             x,
             y,
@@ -217,7 +253,6 @@ impl Painter {
             ry,
             vec![
                 GradientStop::new(0.0, c.color(alpha)),
-                GradientStop::new(0.45, c.color(alpha * 0.6)),
                 GradientStop::new(1.0, c.color(0.0)),
             ],
         );
@@ -229,7 +264,16 @@ impl Painter {
                 &own
             }
         };
-        self.paint(path, shader, BlendMode::SourceOver, None);
+        if let (Some(path), Some(shader)) = (path, shader) {
+            // The rim is transparent, so anti-aliasing would buy nothing but time.
+            let paint = Paint {
+                shader,
+                anti_alias: clip.is_some(),
+                ..Paint::default()
+            };
+            self.pm
+                .fill_path(path, &paint, FillRule::Winding, self.ts, None);
+        }
     }
 
     /// Fills `path` with a linear gradient from `a` to `b` (face space, not warped).
@@ -248,30 +292,37 @@ impl Painter {
         self.paint(path, shader, BlendMode::SourceOver, None);
     }
 
-    /// Light from the key light on one side, shadow on the other, across `path`.
-    pub fn light_across(
+    /// Fills `path` with `base`, lit on the side towards the key light and shaded on the
+    /// other: one gradient gives both the colour and the form.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lit(
         &mut self,
         s: &Scene,
         path: &Option<Path>,
+        base: Rgb,
+        alpha: f32,
         centre: Pt,
         reach: f32,
-        lit: Rgb,
-        dark: Rgb,
+        lift: f32,
         depth: f32,
     ) {
         let (lx, ly) = s.light;
         let k = s.strength;
-        self.linear(
-            path,
-            (centre.0 + lx * reach, centre.1 + ly * reach),
-            (centre.0 - lx * reach, centre.1 - ly * reach),
-            &[
-                (0.0, lit, (0.3 + 0.2 * s.id.tone) * k),
-                (0.4, lit, 0.0),
-                (0.5, dark, 0.0),
-                (1.0, dark, depth * k),
-            ],
+        let (a, b) = (
+            self.at(centre.0 + lx * reach, centre.1 + ly * reach),
+            self.at(centre.0 - lx * reach, centre.1 - ly * reach),
         );
+        let shader = LinearGradient::new(
+            Point::from_xy(a.0, a.1),
+            Point::from_xy(b.0, b.1),
+            vec![
+                GradientStop::new(0.0, base.light(lift * k).color(alpha)),
+                GradientStop::new(1.0, base.shadow(1.0 - depth * k).color(alpha)),
+            ],
+            SpreadMode::Pad,
+            Transform::identity(),
+        );
+        self.paint(path, shader, BlendMode::SourceOver, None);
     }
 
     /// Grain from a noise tile, overlaid; `scale` is face units per tile pixel on each axis.
@@ -280,7 +331,7 @@ impl Painter {
             let shader = Pattern::new(
                 tile.as_ref(),
                 SpreadMode::Repeat,
-                FilterQuality::Bilinear,
+                FilterQuality::Nearest,
                 opacity,
                 Transform::from_scale(scale.0, scale.1),
             );
@@ -316,9 +367,18 @@ fn radial(x: f32, y: f32, rx: f32, ry: f32, stops: Vec<GradientStop>) -> Option<
 
 /// Catmull-Rom through the points, as cubic Béziers.
 fn smooth(pts: &[Pt], closed: bool) -> Option<Path> {
+    if pts.len() < 2 {
+        return None;
+    }
+    let mut pb = PathBuilder::new();
+    push_smooth(&mut pb, pts, closed);
+    pb.finish()
+}
+
+fn push_smooth(pb: &mut PathBuilder, pts: &[Pt], closed: bool) {
     let n = pts.len();
     if n < 2 {
-        return None;
+        return;
     }
     let get = |i: isize| -> Pt {
         if closed {
@@ -327,7 +387,6 @@ fn smooth(pts: &[Pt], closed: bool) -> Option<Path> {
             pts[i.clamp(0, n as isize - 1) as usize]
         }
     };
-    let mut pb = PathBuilder::new();
     pb.move_to(pts[0].0, pts[0].1);
     let segments = if closed { n } else { n - 1 };
     for i in 0..segments as isize {
@@ -344,7 +403,6 @@ fn smooth(pts: &[Pt], closed: bool) -> Option<Path> {
     if closed {
         pb.close();
     }
-    pb.finish()
 }
 
 /// A closed outline from its right half, listed top to bottom; points on the midline are shared.
@@ -389,8 +447,29 @@ fn framing(id: &Identity, v: &Variant, size: f32) -> Transform {
     Transform::from_row(k * cos, k * sin, -k * sin, k * cos, ax * size, ay * size)
 }
 
-fn background(pm: &mut Pixmap, bg: &Background, size: f32) {
-    pm.fill(bg.from.color(1.0));
+fn saturated(id: &Identity, k: f32) -> Identity {
+    let k = k.clamp(0.0, 2.0);
+    let mut g = id.clone();
+    for c in [
+        &mut g.skin,
+        &mut g.eyes.color,
+        &mut g.brows.color,
+        &mut g.mouth.color,
+        &mut g.hair.color,
+        &mut g.beard_color,
+        &mut g.clothing.color,
+    ] {
+        *c = c.saturate(k);
+    }
+    if let Some(glasses) = &mut g.glasses {
+        glasses.color = glasses.color.saturate(k);
+    }
+    g
+}
+
+fn background(pm: &mut Pixmap, bg: &Background, sat: f32, size: f32) {
+    let (from, to) = (bg.from.saturate(sat), bg.to.saturate(sat));
+    pm.fill(from.color(1.0));
     let (sin, cos) = bg.angle.sin_cos();
     let (c, h) = (size / 2.0, size * 0.6);
     let full = Rect::from_xywh(0.0, 0.0, size, size);
@@ -398,8 +477,8 @@ fn background(pm: &mut Pixmap, bg: &Background, size: f32) {
         Point::from_xy(c - cos * h, c - sin * h),
         Point::from_xy(c + cos * h, c + sin * h),
         vec![
-            GradientStop::new(0.0, bg.from.color(1.0)),
-            GradientStop::new(1.0, bg.to.color(1.0)),
+            GradientStop::new(0.0, from.color(1.0)),
+            GradientStop::new(1.0, to.color(1.0)),
         ],
         SpreadMode::Pad,
         Transform::identity(),
@@ -419,9 +498,9 @@ fn background(pm: &mut Pixmap, bg: &Background, size: f32) {
             r,
             r,
             vec![
-                GradientStop::new(0.0, b.color.color(b.alpha)),
-                GradientStop::new(0.5, b.color.color(b.alpha * 0.55)),
-                GradientStop::new(1.0, b.color.color(0.0)),
+                GradientStop::new(0.0, b.color.saturate(sat).color(b.alpha)),
+                GradientStop::new(0.5, b.color.saturate(sat).color(b.alpha * 0.55)),
+                GradientStop::new(1.0, b.color.saturate(sat).color(0.0)),
             ],
         );
         if let (Some(shader), Some(path)) = (shader, PathBuilder::from_circle(x, y, r)) {
@@ -471,19 +550,19 @@ fn neck(p: &mut Painter, s: &Scene) {
         (w, 0.7),
         (w, s.chin_y),
         (w + 0.05, nb - 0.1),
-        (1.1, nb + 0.3),
-        (1.5, nb + 1.6),
-        (0.0, nb + 1.7),
+        (0.9, nb + 0.25),
+        (0.6, nb + 1.0),
+        (0.0, nb + 1.05),
     ]));
-    let base = s.skin.shadow(0.9);
-    p.fill(&path, base, 1.0);
-    p.light_across(s, &path, (0.0, nb), 1.2, s.skin_lit, s.skin_dark, 0.5);
     // The head shades the neck below the jaw.
     p.linear(
         &path,
-        (0.0, s.chin_y - 0.2),
-        (0.0, nb + 0.1),
-        &[(0.0, s.skin_dark, 0.75), (1.0, s.skin_dark, 0.0)],
+        (0.0, s.chin_y - 0.1),
+        (0.0, nb + 0.2),
+        &[
+            (0.0, s.skin.shadow(0.45), 1.0),
+            (1.0, s.skin.shadow(0.9), 1.0),
+        ],
     );
 }
 
@@ -514,18 +593,13 @@ fn body(p: &mut Painter, s: &Scene) {
     }
     let path = p.blob(&pts);
     let cloth = id.clothing.color;
-    p.fill(&path, cloth, 1.0);
-    p.light_across(
-        s,
+    // The head and neck shade the top of the chest; one gradient replaces a flat fill.
+    p.linear(
         &path,
-        (0.0, nb + 1.0),
-        2.6,
-        cloth.light(0.5),
-        cloth.shadow(0.35),
-        0.6,
+        (0.0, nb),
+        (0.0, nb + 1.1),
+        &[(0.0, cloth.shadow(0.55), 1.0), (1.0, cloth, 1.0)],
     );
-    // Shadow of the head and neck on the chest.
-    p.glow(0.0, nb + 0.35, 1.3, 0.6, cloth.shadow(0.3), 0.45);
     if id.clothing.neckline == Neckline::Collar {
         let collar = if cloth.luma() > 0.6 {
             cloth.scale(0.9)
@@ -539,16 +613,7 @@ fn body(p: &mut Painter, s: &Scene) {
                 (side * 0.75, nb + 0.55),
                 (side * 1.25, nb + 0.18),
             ]);
-            p.fill(&flap, collar, 1.0);
-            p.light_across(
-                s,
-                &flap,
-                (0.0, nb + 0.4),
-                1.4,
-                collar.light(0.3),
-                collar.shadow(0.4),
-                0.5,
-            );
+            p.lit(s, &flap, collar, 1.0, (0.0, nb + 0.4), 1.4, 0.15, 0.4);
         }
     }
 }
@@ -570,8 +635,8 @@ fn ears(p: &mut Painter, s: &Scene) {
         .collect();
         let path = p.blob(&pts);
         let lit = side * s.light.0 > 0.0;
-        p.fill(&path, s.skin.shadow(0.9), 1.0);
-        p.fill(&path, s.skin_dark, if lit { 0.1 } else { 0.4 } * s.strength);
+        let shade = if lit { 0.92 } else { 0.92 - 0.35 * s.strength };
+        p.fill(&path, s.skin.shadow(shade), 1.0);
         p.glow(side * 1.1, 0.16 * l, 0.06, 0.17, s.skin_dark, 0.55);
         let helix = p.curve(&[
             (side * 1.0, -0.09 * l),
@@ -586,33 +651,24 @@ fn ears(p: &mut Painter, s: &Scene) {
 fn head(p: &mut Painter, s: &Scene) {
     let path = p.blob(&mirrored(&outline(s)));
     let (lx, ly) = s.light;
-    p.fill(&path, s.skin, 1.0);
-    p.light_across(s, &path, (0.0, 0.1), 1.35, s.skin_lit, s.skin_dark, 0.62);
-    // Form: the face turns away from the camera towards its rim.
-    let (cx, cy) = p.at(lx * 0.15, 0.05 + ly * 0.1);
-    let rim = radial(
+    // One gradient gives light and form: brightest off-centre towards the light, falling
+    // into shadow towards the rim and the far side.
+    let k = s.strength;
+    let (cx, cy) = p.at(lx * 0.3, 0.05 + ly * 0.25);
+    let form = radial(
         cx,
         cy,
-        1.15,
-        1.75 * s.len,
+        1.45,
+        2.0 * s.len,
         vec![
-            GradientStop::new(0.0, s.skin_dark.color(0.0)),
-            GradientStop::new(0.62, s.skin_dark.color(0.0)),
-            GradientStop::new(0.86, s.skin_dark.color(0.22)),
-            GradientStop::new(1.0, s.skin_dark.color(0.5)),
+            GradientStop::new(0.0, s.skin.light((0.12 + 0.12 * s.id.tone) * k).color(1.0)),
+            GradientStop::new(0.55, s.skin.color(1.0)),
+            GradientStop::new(1.0, s.skin.shadow(1.0 - 0.6 * k).color(1.0)),
         ],
     );
-    p.paint(&path, rim, BlendMode::SourceOver, None);
-    if !exp("nograin") {
-        p.grain(&path, 0.07 + 0.05 * s.old, (0.011, 0.011));
-    }
-    let k = s.strength;
+    p.paint(&path, form, BlendMode::SourceOver, None);
     // Dark skin shows its form mostly through highlights, as in a photograph.
-    let sheen = if exp("sheen") {
-        0.15 + 0.5 * s.id.tone
-    } else {
-        0.12 + 0.3 * s.id.tone
-    };
+    let sheen = 0.15 + 0.5 * s.id.tone;
     // Forehead, cheekbones and chin catch the light; temples and under cheekbones fall away.
     p.glow(lx * 0.25, -0.72, 0.55, 0.28, s.skin_lit, (0.1 + sheen) * k);
     p.glow(0.0, 1.38 * s.len, 0.3, 0.14, s.skin_lit, 0.14 * k);
@@ -626,36 +682,131 @@ fn head(p: &mut Painter, s: &Scene) {
     p.glow(0.0, -0.02, 0.1, 0.22, s.skin_lit, sheen * k);
 }
 
-/// Colour grade and conversion to RGB in one pass; the tables keep it cheap.
-fn grade(pm: &Pixmap, g: &Grade, exposure: f32) -> RgbImage {
+/// Puts the figure over the enlarged backdrop, grades the colour, adds grain and converts to
+/// RGB, in one pass over the pixels; lookup tables keep it cheap.
+fn finish(fg: &Pixmap, bg: &Pixmap, g: &Grade, exposure: f32) -> RgbImage {
     let w = g.warmth.clamp(-1.0, 1.0);
     let gains = [1.0 + 0.08 * w, 1.0 + 0.01 * w, 1.0 - 0.09 * w];
     let gamma = g.gamma.clamp(0.5, 2.0) * exposure.clamp(0.5, 1.0);
     let contrast = g.contrast.clamp(0.5, 1.5);
-    let mut luts = [[0u8; 256]; 3];
+    let mut luts = [[0u8; 512]; 3];
     for (lut, gain) in luts.iter_mut().zip(gains) {
         for (i, v) in lut.iter_mut().enumerate() {
-            let x = (i as f32 / 255.0 * gain).clamp(0.0, 1.0).powf(gamma);
+            // Indices are offset by 128 so that grain can push a value past either end.
+            let x = ((i as f32 - 128.0) / 255.0 * gain)
+                .clamp(0.0, 1.0)
+                .powf(gamma);
             let y = (x - 0.5) * contrast + 0.5;
             *v = (y * 255.0 + 0.5).clamp(0.0, 255.0) as u8;
         }
     }
-    let sat = (g.saturation.clamp(0.0, 2.0) * 256.0) as i32;
-    let mut out = Vec::with_capacity(pm.data().len() / 4 * 3);
-    for px in pm.data().chunks_exact(4) {
-        let (r, gr, b) = (px[0] as i32, px[1] as i32, px[2] as i32);
-        let y = (54 * r + 183 * gr + 19 * b) >> 8;
-        let ch = |c: i32| (y + (((c - y) * sat) >> 8)).clamp(0, 255) as usize;
-        out.push(luts[0][ch(r)]);
-        out.push(luts[1][ch(gr)]);
-        out.push(luts[2][ch(b)]);
+    let (size, b) = (fg.width() as usize, bg.width() as usize);
+    let step = BACKDROP_STEP as usize;
+    let bgd = bg.data();
+    let mut out = vec![0u8; size * size * 3];
+    // Sensor grain, the same on every surface, as a camera gives it.
+    let n = texture::NOISE_SIZE as usize;
+    let flat = [128u8; 4 * texture::NOISE_SIZE as usize];
+    let grain = texture::noise().map_or(&flat[..0], |t| t.data());
+    let amp = 7;
+    // Exposure across the frame, in 1/256 steps: a gain at the row start and a step per pixel.
+    let (sin, cos) = g.falloff_angle.sin_cos();
+    let k = g.falloff.clamp(0.0, 0.5) * 2.0 * 256.0 / size as f32;
+    let (dx, dy) = (cos * k, sin * k);
+    for (y, (line, dst)) in fg
+        .data()
+        .chunks_exact(size * 4)
+        .zip(out.chunks_exact_mut(size * 3))
+        .enumerate()
+    {
+        let under_row = &bgd[((y / step).min(b - 1) * b) * 4..][..b * 4];
+        let noise_row = grain
+            .get((y % n) * n * 4..(y % n + 1) * n * 4)
+            .unwrap_or(&flat);
+        let half = size as f32 / 2.0;
+        let mut gain = 256.0 + dy * (y as f32 - half) - dx * half;
+        for (x, (px, o)) in line
+            .chunks_exact(4)
+            .zip(dst.chunks_exact_mut(3))
+            .enumerate()
+        {
+            let gi = gain as u32;
+            gain += dx;
+            let a = px[3] as u32;
+            let mut rgb = [px[0] as u32, px[1] as u32, px[2] as u32];
+            if a < 255 {
+                let u = &under_row[(x / step).min(b - 1) * 4..][..3];
+                for (v, &c) in rgb.iter_mut().zip(u) {
+                    *v += (c as u32 * (255 - a) + 127) / 255;
+                }
+            }
+            let grain = ((noise_row[(x % n) * 4] as i32 - 128) * amp) >> 7;
+            for ((v, o), lut) in rgb.iter().zip(o.iter_mut()).zip(&luts) {
+                *o = lut[(((*v * gi) >> 8) as i32 + grain + 128).clamp(0, 511) as usize];
+            }
+        }
     }
-    let (w, h) = (pm.width(), pm.height());
-    RgbImage::from_raw(w, h, out).unwrap_or_else(|| RgbImage::new(w, h))
+    let n = size as u32;
+    RgbImage::from_raw(n, n, out).unwrap_or_else(|| RgbImage::new(n, n))
 }
 
-pub(super) fn exp(name: &str) -> bool {
-    std::env::var("FLX")
-        .map(|v| v.split(',').any(|x| x == name))
-        .unwrap_or(false)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 64-bit average hash: 8x8 block means of the grey image, each bit set above the mean.
+    fn average_hash(img: &RgbImage) -> u64 {
+        let (w, h) = img.dimensions();
+        let mut cells = [0f64; 64];
+        for (x, y, p) in img.enumerate_pixels() {
+            let grey = 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64;
+            cells[(y * 8 / h * 8 + x * 8 / w) as usize] += grey;
+        }
+        let mean = cells.iter().sum::<f64>() / 64.0;
+        cells
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (i, &c)| acc | (u64::from(c > mean) << i))
+    }
+
+    #[test]
+    fn same_seeds_give_the_same_bytes() {
+        let a = render_seeds(42, 7, 128);
+        let b = render_seeds(42, 7, 128);
+        assert_eq!(a.as_raw(), b.as_raw());
+    }
+
+    #[test]
+    fn different_seeds_give_different_images() {
+        let base = render_seeds(1, 1, 64);
+        assert_ne!(base.as_raw(), render_seeds(2, 1, 64).as_raw());
+        assert_ne!(base.as_raw(), render_seeds(1, 2, 64).as_raw());
+    }
+
+    #[test]
+    fn renders_requested_sizes() {
+        for size in [64, 256, 512] {
+            let img = render_seeds(3, 9, size);
+            assert_eq!(img.dimensions(), (size, size));
+        }
+        assert_eq!(render_seeds(3, 9, 0).dimensions(), (1, 1));
+    }
+
+    #[test]
+    fn variants_of_one_identity_hash_far_apart() {
+        let id = Identity::from_seed(11);
+        let hashes: Vec<u64> = (0..50)
+            .map(|v| average_hash(&render(&id, &Variant::from_seed(v * 7919 + 13), 64)))
+            .collect();
+        let (mut total, mut pairs) = (0u32, 0u32);
+        for (i, a) in hashes.iter().enumerate() {
+            for b in &hashes[i + 1..] {
+                total += (a ^ b).count_ones();
+                pairs += 1;
+            }
+        }
+        let mean = total as f64 / pairs as f64;
+        // 32 is what unrelated images give.
+        assert!(mean > 24.0, "mean Hamming distance {mean}");
+    }
 }

@@ -1,6 +1,6 @@
-//! Small deterministic tiles that give surfaces grain: skin pores, hair streaks, stubble. They
-//! are computed once from fixed seeds, so every render sees the same tiles; nothing here may
-//! depend on the identity or the variant.
+//! Small deterministic tiles that give surfaces grain: sensor grain over the frame, beard
+//! texture, stubble. They are computed once from fixed seeds, so every render sees the same
+//! tiles; nothing here may depend on the identity or the variant.
 
 use std::sync::OnceLock;
 
@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tiny_skia::{Pixmap, PremultipliedColorU8};
 
-const NOISE_SIZE: u32 = 64;
+pub const NOISE_SIZE: u32 = 64;
 const STUBBLE_SIZE: u32 = 32;
 
 /// Grey noise centred on mid-grey, opaque: neutral under an overlay blend.
@@ -53,7 +53,7 @@ fn make_noise() -> Option<Pixmap> {
 }
 
 fn make_stubble() -> Option<Pixmap> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_57ab_b1e);
+    let mut rng = ChaCha8Rng::seed_from_u64(0x05ee_d57a_bb1e);
     let mut pm = Pixmap::new(STUBBLE_SIZE, STUBBLE_SIZE)?;
     for px in pm.pixels_mut() {
         let a = if rng.random::<f32>() < 0.4 {

@@ -43,6 +43,11 @@ pub struct Grade {
     pub gamma: f32,
     /// Around mid-grey; 1 leaves it alone.
     pub contrast: f32,
+    /// Uneven light across the whole frame, figure included: exposure changes by up to this
+    /// fraction from the frame's centre to its edge...
+    pub falloff: f32,
+    /// ...in this direction (radians).
+    pub falloff_angle: f32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +66,9 @@ pub struct Variant {
     /// Multiplies the identity's light strength.
     pub light_gain: f32,
     pub background: Background,
+    /// What the person wears in this picture: it changes between photos of one person, and
+    /// it fills the bottom of the frame, which hashes would otherwise see as constant.
+    pub clothing: Rgb,
     pub grade: Grade,
 }
 
@@ -86,11 +94,11 @@ impl Variant {
         let light_gain = range(r, 0.85, 1.15);
 
         // One end light, the other dark: coarse-scale structure that hashes see.
-        let l1 = range(r, 0.1, 0.92);
+        let l1 = range(r, 0.06, 0.94);
         let l2 = if l1 > 0.5 {
-            range(r, 0.06, l1 - 0.35)
+            range(r, 0.04, l1 - 0.45)
         } else {
-            range(r, l1 + 0.35, 0.96)
+            range(r, l1 + 0.45, 0.97)
         };
         let from = backdrop_color(r, l1);
         let to = backdrop_color(r, l2);
@@ -111,11 +119,15 @@ impl Variant {
                 }
             })
             .collect();
+        let cloth_light = range(r, 0.08, 0.85);
+        let clothing = backdrop_color(r, cloth_light);
         let grade = Grade {
             warmth: range(r, -1.0, 1.0),
             saturation: range(r, 0.75, 1.3),
             gamma: range(r, 0.8, 1.15),
             contrast: range(r, 0.85, 1.15),
+            falloff: range(r, 0.1, 0.25),
+            falloff_angle: range(r, 0.0, std::f32::consts::TAU),
         };
         Variant {
             seed,
@@ -131,7 +143,31 @@ impl Variant {
                 angle,
                 blobs,
             },
+            clothing,
             grade,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_variant() {
+        assert_eq!(Variant::from_seed(9), Variant::from_seed(9));
+        assert_ne!(Variant::from_seed(9), Variant::from_seed(10));
+    }
+
+    #[test]
+    fn stays_in_documented_ranges() {
+        for seed in 0..500 {
+            let v = Variant::from_seed(seed);
+            assert!((1.0..=1.35).contains(&v.zoom));
+            assert!((2..=4).contains(&v.background.blobs.len()));
+            assert!(v.roll.abs() <= 0.06 && v.yaw.abs() <= 0.05);
+            let (a, b) = (v.background.from.luma(), v.background.to.luma());
+            assert!((a - b).abs() > 0.1, "gradient ends too alike: {a} {b}");
         }
     }
 }

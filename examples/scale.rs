@@ -9,11 +9,10 @@
 //! 256 px one); the last 10,000 are hashed exactly as `serve` and `canary render` do, and the
 //! probes are drawn from them.
 
-use faceprobe::canary::eval::{load_photos, Damage, Decoy, Transform};
+use faceprobe::canary::eval::{insert_bench_tokens, load_photos, Damage, Decoy, Transform};
 use faceprobe::canary::hash::{Frame, Scheme};
 use faceprobe::canary::matcher::Matcher;
 use faceprobe::canary::render::render_seeds;
-use faceprobe::canary::Token;
 use faceprobe::config::MatchConfig;
 use faceprobe::store::{tokens, Store};
 use rand::{Rng, SeedableRng};
@@ -53,7 +52,12 @@ fn pcts(mut v: Vec<f64>) -> String {
 fn build(store: &mut Store, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let scheme = Scheme::new();
     let scheme_id = tokens::scheme_id(store.conn(), scheme.name(), scheme.params())?;
-    let have = tokens::counts(store.conn(), scheme_id)?.0 as usize;
+    let have = tokens::counts(
+        store.conn(),
+        scheme_id,
+        faceprobe::canary::render::RENDERER_VERSION,
+    )?
+    .0 as usize;
     let threads = std::thread::available_parallelism()
         .map(|t| t.get())
         .unwrap_or(2);
@@ -86,24 +90,7 @@ fn build(store: &mut Store, n: usize) -> Result<(), Box<dyn std::error::Error>> 
                 .flat_map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        let tx = store.conn_mut().transaction()?;
-        for (id, var, h) in rows {
-            tokens::insert(
-                &tx,
-                &tokens::NewToken {
-                    token: Token::random(),
-                    identity_seed: id,
-                    variant_seed: var,
-                    size: 256,
-                    created_ms: 0,
-                    client_key: "bench",
-                    minted_by: "bench",
-                    minting_event: None,
-                    hashes: Some((scheme_id, h)),
-                },
-            )?;
-        }
-        tx.commit()?;
+        insert_bench_tokens(store, scheme_id, 256, rows)?;
         next = end;
         eprintln!(
             "built {next}/{n} tokens ({:.0} s)",

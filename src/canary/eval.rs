@@ -315,6 +315,37 @@ pub struct Report {
     pub misses: Vec<String>,
 }
 
+/// Records tokens made by a benchmark (seeds and hashes computed by the caller), in one
+/// transaction.
+pub fn insert_bench_tokens(
+    store: &mut crate::store::Store,
+    scheme_id: i64,
+    size: u32,
+    rows: Vec<(u64, u64, super::hash::Hashes)>,
+) -> Result<(), crate::store::StoreError> {
+    let tx = store.conn_mut().transaction()?;
+    let now = crate::store::now_ms();
+    for (identity_seed, variant_seed, h) in rows {
+        crate::store::tokens::insert(
+            &tx,
+            &crate::store::tokens::NewToken {
+                token: super::Token::random(),
+                identity_seed,
+                variant_seed,
+                size,
+                renderer: super::render::RENDERER_VERSION,
+                created_ms: now,
+                client_key: "bench",
+                minted_by: "bench",
+                minting_event: None,
+                hashes: Some((scheme_id, h)),
+            },
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// One probe's result: damage index, top-1 right, match time in ms, what went wrong.
 type Outcome = (usize, bool, f64, Option<String>);
 
@@ -333,7 +364,7 @@ pub fn run_attribution(
     let mut store = Store::open(dir)?;
     let scheme = Scheme::new();
     let scheme_id = tokens::scheme_id(store.conn(), scheme.name(), scheme.params())?;
-    let have = tokens::counts(store.conn(), scheme_id)?.0 as usize;
+    let have = tokens::counts(store.conn(), scheme_id, super::render::RENDERER_VERSION)?.0 as usize;
     let identity = |j: u64| {
         plan.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ j.wrapping_mul(0xBF58_476D_1CE4_E5B9)
     };
@@ -365,25 +396,7 @@ pub fn run_attribution(
                 .flat_map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        let tx = store.conn_mut().transaction()?;
-        let now = crate::store::now_ms();
-        for (id, var, h) in minted {
-            tokens::insert(
-                &tx,
-                &tokens::NewToken {
-                    token: super::Token::random(),
-                    identity_seed: id,
-                    variant_seed: var,
-                    size: plan.size,
-                    created_ms: now,
-                    client_key: "bench",
-                    minted_by: "bench",
-                    minting_event: None,
-                    hashes: Some((scheme_id, h)),
-                },
-            )?;
-        }
-        tx.commit()?;
+        insert_bench_tokens(&mut store, scheme_id, plan.size, minted)?;
     }
     let mint_seconds = started.elapsed().as_secs_f64();
 
@@ -391,7 +404,7 @@ pub fn run_attribution(
     let matcher = Matcher::load(store.conn(), config.clone())?;
     let load_seconds = started.elapsed().as_secs_f64();
 
-    let total = tokens::counts(store.conn(), scheme_id)?.0 as i64;
+    let total = tokens::counts(store.conn(), scheme_id, super::render::RENDERER_VERSION)?.0 as i64;
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed ^ 0x9e0b);
     let probe_ids: Vec<i64> = (0..plan.probes)
         .map(|_| rng.random_range(1..=total))

@@ -9,7 +9,7 @@
 use super::align::{Alignment, Probe};
 use super::hash::{Frame, Rect, Scheme, CENTER, FULL};
 use super::index::Mih;
-use super::render::render_seeds;
+use super::render::{render_seeds, RENDERER_VERSION};
 use super::{marks, Token};
 use crate::config::MatchConfig;
 use crate::store::{tokens, StoreError};
@@ -102,12 +102,12 @@ impl Matcher {
     pub fn load(conn: &Connection, config: MatchConfig) -> Result<Matcher, StoreError> {
         let scheme = Scheme::new();
         let scheme_id = tokens::scheme_id(conn, scheme.name(), scheme.params())?;
-        let (total, unhashed) = tokens::counts(conn, scheme_id)?;
+        let (total, unhashed) = tokens::counts(conn, scheme_id, RENDERER_VERSION)?;
         let n = (total - unhashed) as usize;
         let mut ids = Vec::with_capacity(n);
         let mut full = Vec::with_capacity(2 * n);
         let mut center = Vec::with_capacity(n);
-        tokens::for_each_hash(conn, scheme_id, |id, p, d, c| {
+        tokens::for_each_hash(conn, scheme_id, RENDERER_VERSION, |id, p, d, c| {
             ids.push(id);
             full.extend([p, d]);
             center.push(c);
@@ -115,7 +115,7 @@ impl Matcher {
         if unhashed > 0 {
             tracing::warn!(
                 unhashed,
-                "tokens without hashes of the current scheme: only their XMP marks can be matched"
+                "tokens not hashed under the current scheme and renderer: only their XMP marks can be matched"
             );
         }
         Ok(Matcher {
@@ -172,17 +172,7 @@ impl Matcher {
     ) -> Result<Vec<Match>, StoreError> {
         let frame = Frame::of_rgb(img);
         let probe = Probe::new(&frame);
-        let (p, d) = self.scheme.region(&frame, FULL);
-        let nominees: Vec<(usize, u32)> = self
-            .full
-            .nearest(
-                &[p, d],
-                self.config.max_candidates,
-                self.config.max_hash_distance,
-            )
-            .iter()
-            .map(|h| (h.item as usize, h.distance))
-            .collect();
+        let nominees = self.whole_nominees(&frame);
         let mut seen = Vec::new();
         let matches = self.verify(conn, &probe, &nominees, false, &mut seen)?;
         if !matches.is_empty() || !self.config.crop_search {
@@ -203,16 +193,10 @@ impl Matcher {
     /// The nominees of both hash paths, as (token row id, distance): a calibration aid.
     pub fn nominees(&self, img: &RgbImage) -> (Nominees, Nominees) {
         let frame = Frame::of_rgb(img);
-        let (p, d) = self.scheme.region(&frame, FULL);
         let full = self
-            .full
-            .nearest(
-                &[p, d],
-                self.config.max_candidates,
-                self.config.max_hash_distance,
-            )
-            .iter()
-            .map(|h| (self.ids[h.item as usize], h.distance))
+            .whole_nominees(&frame)
+            .into_iter()
+            .map(|(i, d)| (self.ids[i], d))
             .collect();
         let crop = self
             .crop_nominees(&frame)
@@ -220,6 +204,20 @@ impl Matcher {
             .map(|(i, d)| (self.ids[i], d))
             .collect();
         (full, crop)
+    }
+
+    /// Tokens nearest to the image's whole-frame pHash + dHash, nearest first.
+    fn whole_nominees(&self, frame: &Frame) -> Vec<(usize, u32)> {
+        let (p, d) = self.scheme.region(frame, FULL);
+        self.full
+            .nearest(
+                &[p, d],
+                self.config.max_candidates,
+                self.config.max_hash_distance,
+            )
+            .iter()
+            .map(|h| (h.item as usize, h.distance))
+            .collect()
     }
 
     /// Tokens whose central region matches some crop hypothesis of the image, nearest first.
@@ -413,4 +411,63 @@ fn decode(bytes: &[u8], config: &MatchConfig) -> Result<RgbImage, DecodeError> {
         return Err(DecodeError::Corrupt("image has no pixels".into()));
     }
     Ok(img.into_rgb8())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canary::hash::Hashes;
+    use crate::store::Store;
+
+    #[test]
+    fn tokens_of_another_renderer_stay_out_of_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let scheme = Scheme::new();
+        let scheme_id = tokens::scheme_id(store.conn(), scheme.name(), scheme.params()).unwrap();
+        for renderer in [RENDERER_VERSION, RENDERER_VERSION + 1] {
+            tokens::insert(
+                store.conn(),
+                &tokens::NewToken {
+                    token: Token::random(),
+                    identity_seed: 1,
+                    variant_seed: 2,
+                    size: 256,
+                    renderer,
+                    created_ms: 0,
+                    client_key: "t",
+                    minted_by: "test",
+                    minting_event: None,
+                    hashes: Some((
+                        scheme_id,
+                        Hashes {
+                            phash: 1,
+                            dhash: 2,
+                            center_phash: 3,
+                        },
+                    )),
+                },
+            )
+            .unwrap();
+        }
+        let m = Matcher::load(store.conn(), MatchConfig::default()).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.unhashed, 1);
+    }
+
+    #[test]
+    fn confidence_follows_the_weakest_band() {
+        let rect = FULL;
+        let at = |score| Alignment {
+            score,
+            low: 1.0,
+            detail: score,
+            chroma: 1.0,
+            rect,
+        };
+        assert_eq!(confidence(at(SCORE_AT_ONE + 0.05)), 1.0);
+        assert_eq!(confidence(at(SCORE_AT_ZERO - 0.05)), 0.0);
+        let mid = confidence(at((SCORE_AT_ZERO + SCORE_AT_ONE) / 2.0));
+        assert!((mid - 0.5).abs() < 0.01, "{mid}");
+    }
 }

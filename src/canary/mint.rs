@@ -6,7 +6,7 @@
 //! around. So a face that later turns up in a face search engine points to few clients.
 
 use super::hash::{Frame, Hashes, Scheme};
-use super::render::render_seeds;
+use super::render::{render_seeds, RENDERER_VERSION};
 use super::Token;
 use crate::config::CanaryConfig;
 use crate::store::{now_ms, tokens, StoreError};
@@ -127,6 +127,7 @@ impl Minter {
                 identity_seed,
                 variant_seed,
                 size: req.size,
+                renderer: RENDERER_VERSION,
                 created_ms: now_ms(),
                 client_key: req.client_key,
                 minted_by: req.minted_by,
@@ -207,9 +208,12 @@ mod tests {
             .unwrap()
             .contains(&row.identity_seed));
         let mut seen = Vec::new();
-        tokens::for_each_hash(store.conn(), m.scheme_id, |id, p, d, c| {
-            seen.push((id, p, d, c))
-        })
+        tokens::for_each_hash(
+            store.conn(),
+            m.scheme_id,
+            RENDERER_VERSION,
+            |id, p, d, c| seen.push((id, p, d, c)),
+        )
         .unwrap();
         let h = minted.hashes;
         assert_eq!(seen, vec![(minted.id, h.phash, h.dhash, h.center_phash)]);

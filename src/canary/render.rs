@@ -15,6 +15,11 @@ use super::palette::Rgb;
 use super::variant::{Background, Grade, Variant};
 use super::{features, hair, texture};
 
+/// Version of the drawing, stored with every token: a token re-renders to its exact image
+/// only under the version that minted it, so any change to what this module draws for given
+/// seeds must bump it (and keep the old drawing reachable, or re-hash old tokens).
+pub const RENDERER_VERSION: u32 = 1;
+
 /// Larger requests are clamped: a canary never needs more, and memory stays bounded.
 pub const MAX_SIZE: u32 = 4096;
 /// Output pixels per backdrop pixel on each axis: the backdrop is smooth, and grain hides

@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
         identity_seed INTEGER NOT NULL,
         variant_seed  INTEGER NOT NULL,
         size          INTEGER NOT NULL,
+        renderer      INTEGER NOT NULL,
         created_ms    INTEGER NOT NULL,
         client_key    TEXT NOT NULL,
         minted_by     TEXT NOT NULL,

@@ -15,6 +15,7 @@ pub struct TokenRow {
     pub identity_seed: u64,
     pub variant_seed: u64,
     pub size: u32,
+    pub renderer: u32,
     pub created_ms: i64,
     pub client_key: String,
     pub minted_by: String,
@@ -27,6 +28,8 @@ pub struct NewToken<'a> {
     pub identity_seed: u64,
     pub variant_seed: u64,
     pub size: u32,
+    /// `render::RENDERER_VERSION` of the drawing the seeds refer to.
+    pub renderer: u32,
     pub created_ms: i64,
     pub client_key: &'a str,
     pub minted_by: &'a str,
@@ -71,15 +74,17 @@ pub fn insert(conn: &Connection, t: &NewToken) -> Result<i64, StoreError> {
         None => (None, None),
     };
     conn.prepare_cached(
-        "INSERT INTO tokens (token, identity_seed, variant_seed, size, created_ms, client_key,
-                             minted_by, minting_event, hash_scheme, phash, dhash, center_phash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT INTO tokens (token, identity_seed, variant_seed, size, renderer, created_ms,
+                             client_key, minted_by, minting_event, hash_scheme, phash, dhash,
+                             center_phash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         &t.token.0[..],
         t.identity_seed as i64,
         t.variant_seed as i64,
         t.size,
+        t.renderer,
         t.created_ms,
         t.client_key,
         t.minted_by,
@@ -93,7 +98,7 @@ pub fn insert(conn: &Connection, t: &NewToken) -> Result<i64, StoreError> {
 }
 
 const ROW_COLUMNS: &str = "id, token, identity_seed, variant_seed, size, created_ms, client_key,
-                           minted_by, minting_event";
+                           minted_by, minting_event, renderer";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
     let bytes: Vec<u8> = r.get(1)?;
@@ -110,6 +115,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
         client_key: r.get(6)?,
         minted_by: r.get(7)?,
         minting_event: r.get(8)?,
+        renderer: r.get(9)?,
     })
 }
 
@@ -126,17 +132,19 @@ pub fn by_token(conn: &Connection, token: &Token) -> Result<Option<TokenRow>, St
         .optional()?)
 }
 
-/// Calls `f(id, phash, dhash, center_phash)` for every token hashed under `scheme`, in id order.
+/// Calls `f(id, phash, dhash, center_phash)` for every token hashed under `scheme` and drawn
+/// by `renderer`, in id order.
 pub fn for_each_hash(
     conn: &Connection,
     scheme: i64,
+    renderer: u32,
     mut f: impl FnMut(i64, u64, u64, u64),
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, phash, dhash, center_phash FROM tokens
-         WHERE hash_scheme = ?1 ORDER BY id",
+         WHERE hash_scheme = ?1 AND renderer = ?2 ORDER BY id",
     )?;
-    let mut rows = stmt.query([scheme])?;
+    let mut rows = stmt.query(params![scheme, renderer])?;
     while let Some(r) = rows.next()? {
         f(
             r.get(0)?,
@@ -148,12 +156,12 @@ pub fn for_each_hash(
     Ok(())
 }
 
-/// How many tokens exist, and how many are hashed under another scheme than `scheme` or not
-/// at all (those cannot be found by the hash path until re-hashed).
-pub fn counts(conn: &Connection, scheme: i64) -> Result<(u64, u64), StoreError> {
+/// How many tokens exist, and how many the hash path cannot find: hashed under another
+/// scheme than `scheme` or not at all, or drawn by another renderer version.
+pub fn counts(conn: &Connection, scheme: i64, renderer: u32) -> Result<(u64, u64), StoreError> {
     Ok(conn.query_row(
-        "SELECT count(*), coalesce(sum(hash_scheme IS NOT ?1), 0) FROM tokens",
-        [scheme],
+        "SELECT count(*), coalesce(sum(hash_scheme IS NOT ?1 OR renderer <> ?2), 0) FROM tokens",
+        params![scheme, renderer],
         |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
     )?)
 }

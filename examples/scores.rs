@@ -1,4 +1,5 @@
-//! Calibration aid: distributions of alignment scores for true matches after each damage,
+//! Calibration aid for the confidence mapping in matcher.rs (SCORE_AT_ZERO / SCORE_AT_ONE):
+//! distributions of alignment scores for true matches after each damage,
 //! for other variants of the same identity, and for other identities.
 //! cargo run --release --example scores -- [N]
 

@@ -63,7 +63,7 @@ pub fn encode_jpeg(img: &RgbImage, token: &Token, quality: u8) -> Result<Vec<u8>
     let mut out = Vec::with_capacity(img.len() / 4);
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
     // 4:2:0 like almost every JPEG on the web: a canary should look like any photo.
-    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_1_1);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
     let mut app1 = XMP_APP1_PREFIX.to_vec();
     app1.extend_from_slice(xmp_packet(token).as_bytes());
     encoder.add_app_segment(1, app1)?;

@@ -34,6 +34,20 @@ fn long_end(s: &Scene) -> f32 {
     neck_base(s) + 0.5 + 0.8 * ((s.id.seed >> 8) % 5) as f32 / 4.0
 }
 
+/// The hair that falls behind head and shoulders, shaded darker than the hair in front.
+fn back_mass(p: &mut Painter, s: &Scene, path: &Option<tiny_skia::Path>) {
+    p.lit(
+        s,
+        path,
+        s.id.hair.color.shadow(0.75),
+        1.0,
+        (0.0, 0.0),
+        1.6,
+        0.2,
+        0.6,
+    );
+}
+
 pub(super) fn behind(p: &mut Painter, s: &Scene) {
     let h = &s.id.hair;
     let t = h.volume;
@@ -52,16 +66,7 @@ pub(super) fn behind(p: &mut Painter, s: &Scene) {
                 (0.6, end - 0.25),
                 (0.0, end - 0.3),
             ]));
-            p.lit(
-                s,
-                &path,
-                s.id.hair.color.shadow(0.75),
-                1.0,
-                (0.0, 0.0),
-                1.6,
-                0.2,
-                0.6,
-            );
+            back_mass(p, s, &path);
         }
         HairStyle::Bob => {
             let path = p.blob(&mirrored(&[
@@ -73,16 +78,7 @@ pub(super) fn behind(p: &mut Painter, s: &Scene) {
                 (0.95, 1.32),
                 (0.0, 1.2),
             ]));
-            p.lit(
-                s,
-                &path,
-                s.id.hair.color.shadow(0.75),
-                1.0,
-                (0.0, 0.0),
-                1.6,
-                0.2,
-                0.6,
-            );
+            back_mass(p, s, &path);
         }
         HairStyle::Curly => {
             let (rx, top) = (1.3 + t, 1.1 + 0.8 * t);

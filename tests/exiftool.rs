@@ -4,6 +4,9 @@
 //! Skipped with a notice when `exiftool` is not installed, unless FACEPROBE_REQUIRE_TOOLS=1
 //! (set by scripts/test, which installs Debian's libimage-exiftool-perl).
 
+mod common;
+
+use common::Env;
 use std::process::Command;
 
 fn exiftool_available() -> bool {
@@ -21,41 +24,13 @@ fn exiftool_available() -> bool {
     found
 }
 
-fn faceprobe(config: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_faceprobe"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn exiftool_reads_the_markings_and_rewrites_keep_the_token() {
     if !exiftool_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!("[store]\ndata_dir = {:?}\n", dir.path().join("data")),
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let o = faceprobe(
-        &config,
-        &[
-            "canary",
-            "render",
-            "--count",
-            "1",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success());
-    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let env = Env::new();
+    let line = env.render(1, None, "out").remove(0);
     let file = line["file"].as_str().unwrap();
     let token = line["token"].as_str().unwrap();
 
@@ -89,7 +64,7 @@ fn exiftool_reads_the_markings_and_rewrites_keep_the_token() {
         .output()
         .unwrap();
     assert!(o.status.success());
-    let o = faceprobe(&config, &["match", "--json", file]);
+    let o = env.run(&["match", "--json", file]);
     let res: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(res["matches"][0]["token"], token, "{res}");
     assert_eq!(res["matches"][0]["how"], "xmp");

@@ -29,6 +29,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub store: StoreConfig,
+    pub serve: ServeConfig,
+    pub record: RecordConfig,
     pub canary: CanaryConfig,
     #[serde(rename = "match")]
     pub matching: MatchConfig,
@@ -42,6 +44,67 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
 }
 
+/// How `faceprobe serve` runs beside the site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Proxy when an upstream is set, demo otherwise.
+    Auto,
+    /// In front of the site: forwards everything, injects canaries into HTML.
+    Proxy,
+    /// Beside the site: serves only faceprobe's own paths, which the site's proxy routes to it.
+    Embed,
+    /// No upstream: a built-in gallery site stands in for one.
+    Demo,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    pub mode: Mode,
+    /// Public listener.
+    pub listen: String,
+    /// Admin listener (`/healthz`, `/metrics`); keep it private.
+    pub admin_listen: String,
+    /// The site to forward to in proxy mode, `http://host:port`; empty for none.
+    pub upstream: String,
+    /// Peers (CIDR) whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Open client connections at most; more wait to be accepted.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Largest request body forwarded upstream, in bytes.
+    pub max_body_bytes: u64,
+    /// Seconds a client has to send a complete request head (slowloris); also how long an
+    /// idle keep-alive connection is kept.
+    pub header_timeout_secs: u64,
+    /// Seconds the upstream has to answer a request.
+    pub upstream_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// Events waiting for the writer at most; beyond it page and asset events are dropped
+    /// (counted), canary and robots.txt events wait for room.
+    pub queue_capacity: usize,
+    /// Events committed in one transaction at most.
+    pub batch_max: usize,
+    /// `full` (every commit reaches the disk: survives power loss) or `normal` (survives a
+    /// crash of faceprobe, not of the machine).
+    pub synchronous: String,
+    /// Hours a raw client address is kept before it is replaced by a keyed pseudonym
+    /// (addresses of flagged clients and clients in a case are kept).
+    pub raw_ip_hours: u64,
+    /// Days events are kept (events in a case are kept).
+    pub retention_days: u64,
+    /// Seconds between runs of the privacy and retention job.
+    pub purge_interval_secs: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CanaryConfig {
@@ -53,6 +116,15 @@ pub struct CanaryConfig {
     pub identity_pool_size: u64,
     /// Identities given to a client seen for the first time.
     pub identities_per_client: u32,
+    /// Canaries rendered ahead of their first fetch per second at most (the rest render on
+    /// first fetch).
+    pub render_ahead_per_second: u32,
+    /// Rendered canaries kept in memory.
+    pub cache_entries: usize,
+    /// Canaries on one trap gallery page.
+    pub gallery_canaries: u32,
+    /// Deeper gallery links on one trap gallery page.
+    pub gallery_links: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -81,12 +153,47 @@ pub struct LogConfig {
     pub level: String,
     /// One JSON object per log line instead of text.
     pub json: bool,
+    /// Request log lines per client (address prefix) per minute; the rest are counted.
+    pub per_client_per_minute: u32,
+    /// Request log lines per second over all clients; the rest are counted.
+    pub total_per_second: u32,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            mode: Mode::Auto,
+            listen: "127.0.0.1:8080".to_string(),
+            admin_listen: "127.0.0.1:8089".to_string(),
+            upstream: String::new(),
+            trusted_proxies: vec!["127.0.0.1/32".to_string(), "::1/128".to_string()],
+            max_connections: 4096,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 16 * 1024 * 1024,
+            header_timeout_secs: 10,
+            upstream_timeout_secs: 30,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            queue_capacity: 16_384,
+            batch_max: 4096,
+            synchronous: "full".to_string(),
+            raw_ip_hours: 72,
+            retention_days: 180,
+            purge_interval_secs: 60,
         }
     }
 }
@@ -98,6 +205,10 @@ impl Default for CanaryConfig {
             jpeg_quality: 90,
             identity_pool_size: 100_000,
             identities_per_client: 2,
+            render_ahead_per_second: 20,
+            cache_entries: 1024,
+            gallery_canaries: 4,
+            gallery_links: 3,
         }
     }
 }
@@ -121,6 +232,8 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".to_string(),
             json: false,
+            per_client_per_minute: 20,
+            total_per_second: 50,
         }
     }
 }
@@ -180,6 +293,14 @@ impl Config {
                 "use 1 or more",
             ));
         }
+        if c.cache_entries == 0 || c.gallery_canaries == 0 {
+            return Err(invalid(
+                "canary.cache_entries / gallery_canaries",
+                "0".into(),
+                "use 1 or more",
+            ));
+        }
+        self.validate_serve(path)?;
         let m = &self.matching;
         if !(0.0..=1.0).contains(&m.confidence_threshold) {
             return Err(invalid(
@@ -212,7 +333,101 @@ impl Config {
                 "use error, warn, info, debug or trace",
             ));
         }
+        if self.log.per_client_per_minute == 0 || self.log.total_per_second == 0 {
+            return Err(invalid(
+                "log.per_client_per_minute / total_per_second",
+                "0".into(),
+                "use 1 or more",
+            ));
+        }
         Ok(())
+    }
+
+    fn validate_serve(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, value: String, fix| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            value,
+            fix,
+        };
+        let s = &self.serve;
+        for (key, value) in [
+            ("serve.listen", &s.listen),
+            ("serve.admin_listen", &s.admin_listen),
+        ] {
+            if value.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    key,
+                    value.clone(),
+                    "use an address and port such as 127.0.0.1:8080 or [::]:8080",
+                ));
+            }
+        }
+        if !s.upstream.is_empty() && crate::edge::proxy::Upstream::parse(&s.upstream).is_err() {
+            return Err(invalid(
+                "serve.upstream",
+                s.upstream.clone(),
+                "use http://host:port (the site faceprobe forwards to)",
+            ));
+        }
+        if s.mode == Mode::Proxy && s.upstream.is_empty() {
+            return Err(invalid(
+                "serve.mode",
+                "\"proxy\"".into(),
+                "set serve.upstream (or --upstream URL), or use mode = \"demo\"",
+            ));
+        }
+        for cidr in &s.trusted_proxies {
+            if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
+                return Err(invalid(
+                    "serve.trusted_proxies",
+                    cidr.clone(),
+                    "use addresses or CIDR blocks such as 10.0.0.0/8 or ::1/128",
+                ));
+            }
+        }
+        if s.max_connections == 0 || s.max_header_bytes < 1024 || s.header_timeout_secs == 0 {
+            return Err(invalid(
+                "serve.max_connections / max_header_bytes / header_timeout_secs",
+                format!(
+                    "{} / {} / {}",
+                    s.max_connections, s.max_header_bytes, s.header_timeout_secs
+                ),
+                "use at least 1 connection, 1024 header bytes and 1 second",
+            ));
+        }
+        let r = &self.record;
+        if r.queue_capacity < 16 || r.batch_max == 0 {
+            return Err(invalid(
+                "record.queue_capacity / batch_max",
+                format!("{} / {}", r.queue_capacity, r.batch_max),
+                "use a queue of at least 16 and a batch of at least 1",
+            ));
+        }
+        if !["full", "normal"].contains(&r.synchronous.as_str()) {
+            return Err(invalid(
+                "record.synchronous",
+                r.synchronous.clone(),
+                "use \"full\" or \"normal\"",
+            ));
+        }
+        if r.raw_ip_hours == 0 || r.retention_days == 0 || r.purge_interval_secs == 0 {
+            return Err(invalid(
+                "record.raw_ip_hours / retention_days / purge_interval_secs",
+                "0".into(),
+                "use 1 or more",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The mode `serve` runs in once `auto` is resolved.
+    pub fn effective_mode(&self) -> Mode {
+        match self.serve.mode {
+            Mode::Auto if self.serve.upstream.is_empty() => Mode::Demo,
+            Mode::Auto => Mode::Proxy,
+            m => m,
+        }
     }
 }
 

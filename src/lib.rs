@@ -7,5 +7,8 @@
 
 pub mod canary;
 pub mod config;
+pub mod edge;
 pub mod logging;
+pub mod metrics;
+pub mod record;
 pub mod store;

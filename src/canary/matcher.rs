@@ -93,7 +93,7 @@ pub struct Matcher {
     ids: Vec<i64>,
     full: Mih,
     center: Mih,
-    /// Tokens not hashed under this scheme, which only the XMP path can find.
+    /// Tokens hashed under another scheme or renderer, which only the XMP path can find.
     pub unhashed: u64,
 }
 
@@ -102,8 +102,8 @@ impl Matcher {
     pub fn load(conn: &Connection, config: MatchConfig) -> Result<Matcher, StoreError> {
         let scheme = Scheme::new();
         let scheme_id = tokens::scheme_id(conn, scheme.name(), scheme.params())?;
-        let (total, unhashed) = tokens::counts(conn, scheme_id, RENDERER_VERSION)?;
-        let n = (total - unhashed) as usize;
+        let (hashed, unhashed) = tokens::counts(conn, scheme_id, RENDERER_VERSION)?;
+        let n = hashed as usize;
         let mut ids = Vec::with_capacity(n);
         let mut full = Vec::with_capacity(2 * n);
         let mut center = Vec::with_capacity(n);
@@ -115,7 +115,7 @@ impl Matcher {
         if unhashed > 0 {
             tracing::warn!(
                 unhashed,
-                "tokens not hashed under the current scheme and renderer: only their XMP marks can be matched"
+                "tokens hashed under another scheme or renderer: only their XMP marks can be matched"
             );
         }
         Ok(Matcher {

@@ -15,7 +15,20 @@ use rand::Rng;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-const POOL_COUNTER: &str = "identity_pool_next";
+/// Meta key of the next pool slot to hand out.
+pub const POOL_COUNTER: &str = "identity_pool_next";
+
+/// The identity seed held by one slot of the pool of the deployment with `secret`.
+pub fn pool_identity(secret: &[u8; 32], slot: u64) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(secret)
+        .chain_update(b"faceprobe identity pool")
+        .chain_update(slot.to_le_bytes())
+        .finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(b)
+}
 
 /// A freshly minted token, with its image as served (before JPEG) and its hashes.
 pub struct Minted {
@@ -71,14 +84,7 @@ impl Minter {
 
     /// The identity seed held by one slot of the pool.
     pub fn pool_identity(&self, slot: u64) -> u64 {
-        let digest = Sha256::new()
-            .chain_update(self.secret)
-            .chain_update(b"faceprobe identity pool")
-            .chain_update(slot.to_le_bytes())
-            .finalize();
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&digest[..8]);
-        u64::from_le_bytes(b)
+        pool_identity(&self.secret, slot)
     }
 
     /// The identities a client is shown, giving it fresh ones from the pool on first sight.

@@ -1,4 +1,4 @@
-//! `faceprobe db check`: integrity of the database.
+//! `faceprobe db check`: integrity of the database and of the events' hash chain.
 
 use anyhow::Context;
 use faceprobe::config::Config;
@@ -20,13 +20,39 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
         count("tokens")?,
         count("events")?
     );
+    let mut ok = true;
     if problems.is_empty() {
         println!("integrity: ok");
-        Ok(ExitCode::SUCCESS)
     } else {
+        ok = false;
         for p in &problems {
             println!("integrity: {p}");
         }
-        Ok(ExitCode::FAILURE)
     }
+    match faceprobe::record::chain::verify(store.conn())? {
+        Ok(v) => println!(
+            "hash chain: ok ({} events verified{}{})",
+            v.events,
+            if v.anchors_used > 0 {
+                format!(
+                    ", resumed after {} retention gap(s) from their anchors",
+                    v.anchors_used
+                )
+            } else {
+                String::new()
+            },
+            v.head
+                .map(|h| format!("; head {}", hex::encode(h)))
+                .unwrap_or_default()
+        ),
+        Err(b) => {
+            ok = false;
+            println!("hash chain: BROKEN at {b}");
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

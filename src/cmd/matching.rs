@@ -70,7 +70,10 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
                     println!(
                         "    {}  {}  {} {}  {}",
                         humantime::format_rfc3339_millis(when),
-                        f.client_ip.as_deref().unwrap_or(&f.client_key),
+                        f.client_ip
+                            .as_deref()
+                            .or(f.ip_pseudonym.as_deref())
+                            .unwrap_or(&f.client_key),
                         f.method,
                         f.path,
                         f.user_agent.as_deref().unwrap_or("-")

@@ -1,22 +1,66 @@
-//! `faceprobe serve`: not built yet; says so plainly instead of pretending.
+//! `faceprobe serve`: runs the edge until SIGTERM or SIGINT, then shuts down gracefully.
 
-use anyhow::bail;
-use faceprobe::config::Config;
+use anyhow::Context;
+use faceprobe::config::{Config, Mode};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Upstream site to proxy (proxy mode).
+    /// Upstream site to proxy (proxy mode), e.g. http://127.0.0.1:8000.
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
-    /// Address to listen on.
+    /// Address to listen on, e.g. 0.0.0.0:8080.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 }
 
-pub fn run(_config: &Config, _args: Args) -> anyhow::Result<ExitCode> {
-    bail!(
-        "serve is not available in this build yet (the edge is the next milestone); \
-         `faceprobe canary render` and `faceprobe match` work now"
-    )
+pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = config.clone();
+    if let Some(u) = args.upstream {
+        faceprobe::edge::proxy::Upstream::parse(&u)
+            .map_err(|e| anyhow::anyhow!("--upstream {u}: {e}; give http://host:port"))?;
+        config.serve.upstream = u;
+        if config.serve.mode == Mode::Demo {
+            config.serve.mode = Mode::Proxy;
+        }
+    }
+    if let Some(l) = args.listen {
+        l.parse::<std::net::SocketAddr>().map_err(|_| {
+            anyhow::anyhow!("--listen {l}: not an address; give host:port such as 127.0.0.1:8080")
+        })?;
+        config.serve.listen = l;
+    }
+    if config.effective_mode() == Mode::Proxy && config.serve.upstream.is_empty() {
+        anyhow::bail!("proxy mode needs an upstream: pass --upstream URL or set serve.upstream");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("faceprobe-edge")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(faceprobe::edge::serve(config, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("signal received");
 }

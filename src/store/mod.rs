@@ -82,6 +82,11 @@ impl Store {
         &self.conn
     }
 
+    /// Gives up the store for its connection (the recorder's writer owns one).
+    pub fn into_conn(self) -> Connection {
+        self.conn
+    }
+
     /// Mutable access, for transactions.
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn

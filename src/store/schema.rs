@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 1: tokens, their hashes and identities; request events (filled by the edge).
@@ -77,6 +77,34 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_token ON events (token) WHERE token IS NOT NULL;
     CREATE INDEX events_client ON events (client_key, ts_ms);
+    "#,
+    // 2: the recorder: hash chain with IP commitments, pseudonyms, robots.txt versions,
+    // retention anchors, holds that keep a client's raw addresses, gallery depth of tokens.
+    r#"
+    ALTER TABLE events ADD COLUMN ip_nonce BLOB;
+    ALTER TABLE events ADD COLUMN ip_commit BLOB;
+    ALTER TABLE events ADD COLUMN ip_pseudonym TEXT;
+    ALTER TABLE events ADD COLUMN robots_sha256 BLOB;
+    ALTER TABLE events ADD COLUMN chain BLOB;
+    CREATE INDEX events_ts ON events (ts_ms);
+    ALTER TABLE tokens ADD COLUMN parent_token BLOB;
+    ALTER TABLE tokens ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE robots (
+        sha256          BLOB PRIMARY KEY CHECK (length(sha256) = 32),
+        body            BLOB NOT NULL,
+        source          TEXT NOT NULL,
+        first_served_ms INTEGER NOT NULL
+    );
+    CREATE TABLE chain_anchors (
+        event_id   INTEGER PRIMARY KEY,
+        chain      BLOB NOT NULL CHECK (length(chain) = 32),
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE holds (
+        client_key TEXT PRIMARY KEY,
+        reason     TEXT NOT NULL,
+        since_ms   INTEGER NOT NULL
+    );
     "#,
 ];
 

@@ -42,8 +42,12 @@ pub struct NewToken<'a> {
 pub struct Fetch {
     pub event_id: i64,
     pub ts_ms: i64,
+    /// The raw address while it is kept (record.raw_ip_hours, or the client is held).
     pub client_ip: Option<String>,
+    /// The keyed pseudonym that replaced the raw address after the privacy window.
+    pub ip_pseudonym: Option<String>,
     pub client_key: String,
+    pub kind: String,
     pub method: String,
     pub path: String,
     pub status: u16,
@@ -156,11 +160,14 @@ pub fn for_each_hash(
     Ok(())
 }
 
-/// How many tokens exist, and how many the hash path cannot find: hashed under another
-/// scheme than `scheme` or not at all, or drawn by another renderer version.
+/// Tokens hashed under `scheme` by `renderer` (the index), and tokens hashed under another
+/// scheme or renderer (only their XMP marks can be matched). Tokens never fetched from the
+/// edge have no hashes and count in neither: their image never left.
 pub fn counts(conn: &Connection, scheme: i64, renderer: u32) -> Result<(u64, u64), StoreError> {
     Ok(conn.query_row(
-        "SELECT count(*), coalesce(sum(hash_scheme IS NOT ?1 OR renderer <> ?2), 0) FROM tokens",
+        "SELECT coalesce(sum(hash_scheme = ?1 AND renderer = ?2), 0),
+                coalesce(sum(hash_scheme IS NOT NULL AND (hash_scheme <> ?1 OR renderer <> ?2)), 0)
+         FROM tokens",
         params![scheme, renderer],
         |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
     )?)
@@ -169,7 +176,8 @@ pub fn counts(conn: &Connection, scheme: i64, renderer: u32) -> Result<(u64, u64
 /// Every recorded fetch of a token, oldest first.
 pub fn fetches(conn: &Connection, token: &Token) -> Result<Vec<Fetch>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, ts_ms, client_ip, client_key, method, path, status, user_agent, referer
+        "SELECT id, ts_ms, client_ip, client_key, method, path, status, user_agent, referer,
+                ip_pseudonym, kind
          FROM events WHERE token = ?1 ORDER BY ts_ms, id",
     )?;
     let rows = stmt.query_map([&token.0[..]], |r| {
@@ -177,7 +185,9 @@ pub fn fetches(conn: &Connection, token: &Token) -> Result<Vec<Fetch>, StoreErro
             event_id: r.get(0)?,
             ts_ms: r.get(1)?,
             client_ip: r.get(2)?,
+            ip_pseudonym: r.get(9)?,
             client_key: r.get(3)?,
+            kind: r.get(10)?,
             method: r.get(4)?,
             path: r.get(5)?,
             status: r.get(6)?,

@@ -1,0 +1,65 @@
+//! A map with a fixed capacity that forgets its oldest entries first: the in-memory state of
+//! the edge (minted tokens, rendered canaries, client identities) must stay bounded under any
+//! load; what it forgets is in SQLite or can be rendered again.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+pub struct Bounded<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+    capacity: usize,
+}
+
+impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        Bounded {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k)
+    }
+
+    /// Inserts or replaces; evicts the oldest entries beyond capacity.
+    pub fn insert(&mut self, k: K, v: V) {
+        if self.map.insert(k.clone(), v).is_none() {
+            self.order.push_back(k);
+        }
+        while self.map.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oldest_entries_go_first_and_size_stays_bounded() {
+        let mut b = Bounded::new(3);
+        for i in 0..10 {
+            b.insert(i, i * 10);
+        }
+        assert_eq!(b.len(), 3);
+        assert!(b.get(&6).is_none());
+        assert_eq!(b.get(&9), Some(&90));
+        b.insert(9, 1);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.get(&7), Some(&70), "replacing does not evict");
+    }
+}

@@ -1,0 +1,270 @@
+//! Canaries at the edge: minting a token per page view (identity of the client, fresh
+//! variant), the markup planted in pages, trap galleries, and serving the canary image once
+//! its fetch is committed.
+//!
+//! Rendering never runs on the async runtime: a background thread renders minted tokens ahead
+//! of their first fetch (at most `canary.render_ahead_per_second`, so planting costs a page
+//! view nothing), and a fetch that finds no rendering waiting renders on the blocking pool.
+//! Hashes are computed with the rendering and stored with the fetch record: only a canary
+//! that left the building can turn up elsewhere, so only those need to be in the index.
+
+use super::bounded::Bounded;
+use crate::canary::hash::{Frame, Hashes, Scheme};
+use crate::canary::mint::{pool_identity, POOL_COUNTER};
+use crate::canary::render::{render_seeds, RENDERER_VERSION};
+use crate::canary::{marks, Token};
+use crate::config::CanaryConfig;
+use crate::metrics::Metrics;
+use crate::record::{Mint, Record, Recorder};
+use crate::store::{now_ms, tokens, Store, StoreError};
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{mpsc, Arc, Mutex};
+
+/// Tokens kept in memory for their first fetch; older ones are looked up in SQLite.
+const MINTS_IN_MEMORY: usize = 262_144;
+/// Clients whose identities are kept in memory.
+const CLIENTS_IN_MEMORY: usize = 262_144;
+/// Render-ahead jobs waiting at most; more are skipped (they render on first fetch).
+const RENDER_QUEUE: usize = 256;
+
+/// A canary as served, with the hashes of its image.
+pub struct Rendered {
+    pub jpeg: Bytes,
+    pub hashes: Hashes,
+}
+
+pub struct Canaries {
+    secret: [u8; 32],
+    config: CanaryConfig,
+    scheme: Scheme,
+    scheme_id: i64,
+    pool_next: AtomicU64,
+    identities: Mutex<Bounded<String, Vec<u64>>>,
+    mints: Mutex<Bounded<Token, Mint>>,
+    cache: Arc<Mutex<Bounded<Token, Arc<Rendered>>>>,
+    ahead_limit: DefaultDirectRateLimiter,
+    ahead_tx: mpsc::SyncSender<Mint>,
+    /// Read connection for tokens no longer in memory.
+    db: Mutex<Connection>,
+    recorder: Recorder,
+}
+
+impl Canaries {
+    pub fn new(
+        data_dir: &Path,
+        secret: [u8; 32],
+        config: CanaryConfig,
+        jpeg_quality: u8,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+    ) -> Result<Canaries, StoreError> {
+        let store = Store::open(data_dir)?;
+        let scheme = Scheme::new();
+        let scheme_id = tokens::scheme_id(store.conn(), scheme.name(), scheme.params())?;
+        let pool_next = tokens::meta_u64(store.conn(), POOL_COUNTER)?.unwrap_or(0);
+        let cache = Arc::new(Mutex::new(Bounded::new(config.cache_entries)));
+        let (ahead_tx, ahead_rx) = mpsc::sync_channel::<Mint>(RENDER_QUEUE);
+        {
+            let cache = cache.clone();
+            let scheme = Scheme::new();
+            std::thread::Builder::new()
+                .name("faceprobe-render".into())
+                .spawn(move || {
+                    while let Ok(mint) = ahead_rx.recv() {
+                        if let Some(r) = render(&scheme, &mint, jpeg_quality) {
+                            lock(&cache).insert(mint.token, Arc::new(r));
+                            metrics.canaries_rendered_ahead.fetch_add(1, Relaxed);
+                        }
+                    }
+                })
+                .map_err(|e| StoreError::Secret {
+                    path: data_dir.to_path_buf(),
+                    message: format!("cannot start the render thread: {e}"),
+                })?;
+        }
+        let rate =
+            NonZeroU32::new(config.render_ahead_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        Ok(Canaries {
+            secret,
+            scheme,
+            scheme_id,
+            pool_next: AtomicU64::new(pool_next),
+            identities: Mutex::new(Bounded::new(CLIENTS_IN_MEMORY)),
+            mints: Mutex::new(Bounded::new(MINTS_IN_MEMORY)),
+            cache,
+            ahead_limit: RateLimiter::direct(Quota::per_second(rate)),
+            ahead_tx,
+            db: Mutex::new(store.into_conn()),
+            recorder,
+            config: CanaryConfig {
+                jpeg_quality,
+                ..config
+            },
+        })
+    }
+
+    /// The identities a client is shown; a client seen for the first time gets the next
+    /// slots of the pool.
+    fn identities_for(&self, client_key: &str) -> Vec<u64> {
+        let key = client_key.to_string();
+        if let Some(ids) = lock(&self.identities).get(&key) {
+            return ids.clone();
+        }
+        let n = u64::from(self.config.identities_per_client);
+        let first = self.pool_next.fetch_add(n, Relaxed);
+        let assigned: Vec<(u64, u64)> = (first..first + n)
+            .map(|i| {
+                let slot = i % self.config.identity_pool_size;
+                (slot, pool_identity(&self.secret, slot))
+            })
+            .collect();
+        let seeds: Vec<u64> = assigned.iter().map(|a| a.1).collect();
+        lock(&self.identities).insert(key.clone(), seeds.clone());
+        self.recorder.try_send(Record::Identities {
+            client_key: key,
+            assigned,
+            pool_next: first + n,
+            ts_ms: now_ms(),
+        });
+        seeds
+    }
+
+    /// Mints a token for a page view (or a gallery page, with its parent).
+    pub fn mint(&self, client_key: &str, parent: Option<&Mint>) -> Mint {
+        let ids = self.identities_for(client_key);
+        let mut rng = rand::rng();
+        let mint = Mint {
+            token: Token::random(),
+            identity_seed: ids[rng.random_range(0..ids.len())],
+            variant_seed: rng.random(),
+            size: self.config.size,
+            renderer: RENDERER_VERSION,
+            created_ms: now_ms(),
+            client_key: client_key.to_string(),
+            parent: parent.map(|p| p.token),
+            depth: parent.map(|p| p.depth + 1).unwrap_or(0),
+        };
+        lock(&self.mints).insert(mint.token, mint.clone());
+        if self.ahead_limit.check().is_ok() {
+            let _ = self.ahead_tx.try_send(mint.clone());
+        }
+        mint
+    }
+
+    /// A token minted here: from memory, else from SQLite (blocking; call off the runtime).
+    pub fn lookup_blocking(&self, token: &Token) -> Result<Option<Mint>, rusqlite::Error> {
+        if let Some(m) = lock(&self.mints).get(token) {
+            return Ok(Some(m.clone()));
+        }
+        lock(&self.db)
+            .query_row(
+                "SELECT identity_seed, variant_seed, size, renderer, created_ms, client_key,
+                        parent_token, depth
+                 FROM tokens WHERE token = ?1",
+                [&token.0[..]],
+                |r| {
+                    let parent: Option<Vec<u8>> = r.get(6)?;
+                    Ok(Mint {
+                        token: *token,
+                        identity_seed: r.get::<_, i64>(0)? as u64,
+                        variant_seed: r.get::<_, i64>(1)? as u64,
+                        size: r.get(2)?,
+                        renderer: r.get(3)?,
+                        created_ms: r.get(4)?,
+                        client_key: r.get(5)?,
+                        parent: parent.and_then(|p| p.try_into().ok().map(Token)),
+                        depth: r.get(7)?,
+                    })
+                },
+            )
+            .optional()
+    }
+
+    /// The canary as served: rendered ahead, or now (blocking; call off the runtime).
+    pub fn rendered_blocking(&self, mint: &Mint) -> Option<Arc<Rendered>> {
+        if let Some(r) = lock(&self.cache).get(&mint.token) {
+            return Some(r.clone());
+        }
+        let r = Arc::new(render(&self.scheme, mint, self.config.jpeg_quality)?);
+        lock(&self.cache).insert(mint.token, r.clone());
+        Some(r)
+    }
+
+    pub fn scheme_id(&self) -> i64 {
+        self.scheme_id
+    }
+
+    /// The markup planted before `</body>`: never rendered (`hidden` and `display:none`, so
+    /// neither eyes, screen readers nor keyboards meet it); the lazy image is never loaded by
+    /// a browser, an HTML-scraping harvester takes it; the trap link is `nofollow` and
+    /// disallowed by robots.txt.
+    pub fn markup(token: &Token) -> String {
+        format!(
+            "<div hidden style=\"display:none\" aria-hidden=\"true\">\
+             <img loading=\"lazy\" src=\"/_fp/c/{token}.jpg\" alt=\"\">\
+             <a href=\"/_fp/g/{token}\" rel=\"nofollow\" tabindex=\"-1\">Portrait gallery</a></div>"
+        )
+    }
+
+    /// A trap gallery page: canaries shown as ordinary portraits, and deeper galleries.
+    pub fn gallery(&self, client_key: &str, parent: &Mint) -> (String, Vec<Mint>) {
+        let mut mints = Vec::new();
+        let mut body = String::new();
+        for _ in 0..self.config.gallery_canaries {
+            let m = self.mint(client_key, Some(parent));
+            body.push_str(&format!(
+                "<figure><img src=\"/_fp/c/{t}.jpg\" width=\"{s}\" height=\"{s}\" alt=\"Portrait\">\
+                 <figcaption>Portrait {t}</figcaption></figure>\n",
+                t = m.token,
+                s = m.size
+            ));
+            mints.push(m);
+        }
+        body.push_str("<nav>");
+        for i in 0..self.config.gallery_links {
+            let m = self.mint(client_key, Some(parent));
+            body.push_str(&format!(
+                "<a href=\"/_fp/g/{}\" rel=\"nofollow\">More portraits ({})</a> ",
+                m.token,
+                i + 1
+            ));
+            mints.push(m);
+        }
+        body.push_str("</nav>");
+        let html = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"robots\" content=\"noindex, nofollow, noai, noimageai\">\
+             <title>Portrait gallery</title></head>\n<body>\n<h1>Portrait gallery</h1>\n\
+             <p>Synthetic canary images of people who do not exist. No consent to biometric \
+             processing; data mining prohibited. / Images synthétiques de personnes qui \
+             n'existent pas. Aucun consentement au traitement biométrique ; fouille de données \
+             interdite.</p>\n{body}\n</body></html>\n"
+        );
+        (html, mints)
+    }
+}
+
+fn render(scheme: &Scheme, mint: &Mint, quality: u8) -> Option<Rendered> {
+    if mint.renderer != RENDERER_VERSION {
+        return None;
+    }
+    let image = render_seeds(mint.identity_seed, mint.variant_seed, mint.size);
+    let jpeg = marks::encode_jpeg(&image, &mint.token, quality).ok()?;
+    let hashes = scheme.hashes(&Frame::of_rgb(&image));
+    Some(Rendered {
+        jpeg: Bytes::from(jpeg),
+        hashes,
+    })
+}
+
+/// Locks a mutex, recovering from poisoning: every value under these locks stays valid
+/// whatever a panicking holder was doing.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

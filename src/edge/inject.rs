@@ -1,0 +1,390 @@
+//! Planting canary markup in HTML responses, streamed: a real HTML rewriter (`lol_html`)
+//! places it before `</body>` as bytes flow, whatever the size, decompressing and
+//! recompressing gzip, deflate and brotli bodies on the way. Never string search.
+
+use super::Body;
+use bytes::Bytes;
+use http_body::Frame;
+use lol_html::html_content::ContentType;
+use lol_html::send::{HtmlRewriter, Settings};
+use lol_html::{element, end, AsciiCompatibleEncoding, MemorySettings};
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+/// Memory the rewriter may use for one document (it buffers only across chunk boundaries).
+const REWRITER_MEMORY: usize = 8 * 1024 * 1024;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A content coding the edge can decode and re-encode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Coding {
+    Identity,
+    Gzip,
+    Deflate,
+    Brotli,
+}
+
+impl Coding {
+    /// The coding named by a `Content-Encoding` value; `None` for one the edge cannot rewrite.
+    pub fn parse(value: Option<&str>) -> Option<Coding> {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("identity") => Some(Coding::Identity),
+            Some("gzip") | Some("x-gzip") => Some(Coding::Gzip),
+            Some("deflate") => Some(Coding::Deflate),
+            Some("br") => Some(Coding::Brotli),
+            _ => None,
+        }
+    }
+}
+
+enum Decoder {
+    Identity,
+    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
+    Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
+}
+
+impl Decoder {
+    fn new(c: Coding) -> Decoder {
+        match c {
+            Coding::Identity => Decoder::Identity,
+            Coding::Gzip => Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new())),
+            Coding::Deflate => Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
+            Coding::Brotli => {
+                Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), 8192)))
+            }
+        }
+    }
+
+    /// Feeds compressed bytes; returns what they decode to so far.
+    fn feed(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        match self {
+            Decoder::Identity => Ok(data.to_vec()),
+            Decoder::Gzip(d) => {
+                d.write_all(data)?;
+                Ok(std::mem::take(d.get_mut()))
+            }
+            Decoder::Deflate(d) => {
+                d.write_all(data)?;
+                Ok(std::mem::take(d.get_mut()))
+            }
+            Decoder::Brotli(d) => {
+                d.write_all(data)?;
+                Ok(std::mem::take(d.get_mut()))
+            }
+        }
+    }
+
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Decoder::Identity => Ok(Vec::new()),
+            Decoder::Gzip(d) => d.finish(),
+            Decoder::Deflate(d) => d.finish(),
+            Decoder::Brotli(d) => d.into_inner().map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "truncated brotli stream")
+            }),
+        }
+    }
+}
+
+enum Encoder {
+    Identity,
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibEncoder<Vec<u8>>),
+    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+}
+
+impl Encoder {
+    fn new(c: Coding) -> Encoder {
+        let level = flate2::Compression::new(5);
+        match c {
+            Coding::Identity => Encoder::Identity,
+            Coding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(Vec::new(), level)),
+            Coding::Deflate => Encoder::Deflate(flate2::write::ZlibEncoder::new(Vec::new(), level)),
+            Coding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                8192,
+                5,
+                22,
+            ))),
+        }
+    }
+
+    /// Encodes plain bytes, flushing so a streamed page reaches the client as it comes.
+    fn feed(&mut self, data: Vec<u8>) -> std::io::Result<Vec<u8>> {
+        match self {
+            Encoder::Identity => Ok(data),
+            Encoder::Gzip(e) => {
+                e.write_all(&data)?;
+                e.flush()?;
+                Ok(std::mem::take(e.get_mut()))
+            }
+            Encoder::Deflate(e) => {
+                e.write_all(&data)?;
+                e.flush()?;
+                Ok(std::mem::take(e.get_mut()))
+            }
+            Encoder::Brotli(e) => {
+                e.write_all(&data)?;
+                e.flush()?;
+                Ok(std::mem::take(e.get_mut()))
+            }
+        }
+    }
+
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Encoder::Identity => Ok(Vec::new()),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Deflate(e) => e.finish(),
+            Encoder::Brotli(e) => Ok(e.into_inner()),
+        }
+    }
+}
+
+type Sink = Box<dyn FnMut(&[u8]) + Send>;
+
+/// The response body with the markup planted.
+pub struct Injected {
+    inner: Body,
+    decoder: Option<Decoder>,
+    rewriter: Option<HtmlRewriter<'static, Sink>>,
+    out: Arc<Mutex<Vec<u8>>>,
+    encoder: Option<Encoder>,
+    done: bool,
+}
+
+/// The encoding a document declares in its Content-Type (`charset=`), if the rewriter can
+/// handle it; UTF-8 when none is declared. `None` for an encoding that is not ASCII-compatible.
+pub fn encoding_of(content_type: &str) -> Option<AsciiCompatibleEncoding> {
+    let label = content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"').to_string())
+    });
+    let encoding = match label {
+        Some(l) => encoding_rs::Encoding::for_label(l.as_bytes())?,
+        None => encoding_rs::UTF_8,
+    };
+    AsciiCompatibleEncoding::new(encoding)
+}
+
+impl Injected {
+    pub fn new(
+        inner: Body,
+        coding: Coding,
+        encoding: AsciiCompatibleEncoding,
+        markup: String,
+    ) -> Injected {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink_out = out.clone();
+        let sink: Sink = Box::new(move |chunk: &[u8]| {
+            super::canary::lock(&sink_out).extend_from_slice(chunk);
+        });
+        let placed = Arc::new(AtomicBool::new(false));
+        let markup: Arc<str> = markup.into();
+        let (p1, m1) = (placed.clone(), markup.clone());
+        let (p2, m2) = (placed, markup);
+        let settings = Settings {
+            element_content_handlers: vec![element!("body", move |el| {
+                let (p, m) = (p1.clone(), m1.clone());
+                if el.can_have_content() {
+                    el.on_end_tag(lol_html::end_tag!(move |end| {
+                        if !p.swap(true, Ordering::Relaxed) {
+                            end.before(&m, ContentType::Html);
+                        }
+                        Ok(())
+                    }))?;
+                }
+                Ok(())
+            })],
+            document_content_handlers: vec![end!(move |end| {
+                // No </body> in the document: the markup goes at its end, still in the body.
+                if !p2.swap(true, Ordering::Relaxed) {
+                    end.append(&m2, ContentType::Html);
+                }
+                Ok(())
+            })],
+            encoding,
+            memory_settings: MemorySettings {
+                max_allowed_memory_usage: REWRITER_MEMORY,
+                ..MemorySettings::default()
+            },
+            strict: false,
+            ..Settings::new_send()
+        };
+        Injected {
+            inner,
+            decoder: Some(Decoder::new(coding)),
+            rewriter: Some(HtmlRewriter::new(settings, sink)),
+            out,
+            encoder: Some(Encoder::new(coding)),
+            done: false,
+        }
+    }
+
+    fn take_out(&mut self) -> Vec<u8> {
+        std::mem::take(&mut *super::canary::lock(&self.out))
+    }
+
+    fn push(&mut self, plain: &[u8]) -> Result<Vec<u8>, BoxError> {
+        if let Some(r) = self.rewriter.as_mut() {
+            r.write(plain)?;
+        }
+        let rewritten = self.take_out();
+        match self.encoder.as_mut() {
+            Some(e) if !rewritten.is_empty() => Ok(e.feed(rewritten)?),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn finish(&mut self) -> Result<Vec<u8>, BoxError> {
+        let mut tail = match self.decoder.take() {
+            Some(d) => d.finish()?,
+            None => Vec::new(),
+        };
+        let mut out = self.push(&std::mem::take(&mut tail))?;
+        if let Some(r) = self.rewriter.take() {
+            r.end()?;
+        }
+        let rest = self.take_out();
+        if let Some(mut e) = self.encoder.take() {
+            if !rest.is_empty() {
+                out.extend(e.feed(rest)?);
+            }
+            out.extend(e.finish()?);
+        }
+        Ok(out)
+    }
+}
+
+impl http_body::Body for Injected {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers are dropped: the body was rewritten
+                    };
+                    let plain = match this.decoder.as_mut() {
+                        Some(d) => d.feed(&data)?,
+                        None => data.to_vec(),
+                    };
+                    let out = this.push(&plain)?;
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    let out = this.finish()?;
+                    if out.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    fn body_of(chunks: Vec<Vec<u8>>) -> Body {
+        let stream = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from(c)))),
+        );
+        http_body_util::StreamBody::new(stream).boxed_unsync()
+    }
+
+    fn run(body: Body, coding: Coding) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let injected = Injected::new(
+            body,
+            coding,
+            encoding_of("text/html").unwrap(),
+            "<i id=mark></i>".into(),
+        );
+        rt.block_on(async { injected.collect().await.unwrap().to_bytes().to_vec() })
+    }
+
+    #[test]
+    fn markup_goes_before_the_body_end_tag_across_chunk_boundaries() {
+        let page = b"<html><body><p>hi</p><script>var s='</body>';</script></bo".to_vec();
+        let out = run(
+            body_of(vec![page, b"dy></html>".to_vec()]),
+            Coding::Identity,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "<html><body><p>hi</p><script>var s='</body>';</script><i id=mark></i></body></html>"
+        );
+    }
+
+    #[test]
+    fn a_page_without_body_end_gets_the_markup_at_its_end() {
+        let out = run(body_of(vec![b"<p>fragment".to_vec()]), Coding::Identity);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<p>fragment<i id=mark></i>"
+        );
+    }
+
+    #[test]
+    fn gzip_bodies_are_decoded_rewritten_and_encoded_again() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"<html><body>x</body></html>").unwrap();
+        let compressed = gz.finish().unwrap();
+        let (a, b) = compressed.split_at(compressed.len() / 2);
+        let out = run(body_of(vec![a.to_vec(), b.to_vec()]), Coding::Gzip);
+        let mut plain = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&out[..]), &mut plain)
+            .unwrap();
+        assert_eq!(plain, "<html><body>x<i id=mark></i></body></html>");
+    }
+
+    #[test]
+    fn brotli_bodies_round_trip() {
+        let mut br = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+        br.write_all(b"<body>y</body>").unwrap();
+        let compressed = br.into_inner();
+        let out = run(body_of(vec![compressed]), Coding::Brotli);
+        let mut plain = Vec::new();
+        brotli::BrotliDecompress(&mut &out[..], &mut plain).unwrap();
+        assert_eq!(plain, b"<body>y<i id=mark></i></body>");
+    }
+
+    #[test]
+    fn unknown_codings_and_charsets_are_refused() {
+        assert_eq!(Coding::parse(Some("zstd")), None);
+        assert_eq!(Coding::parse(Some("GZIP")), Some(Coding::Gzip));
+        assert!(encoding_of("text/html; charset=utf-16").is_none());
+        assert!(encoding_of("text/html; charset=\"windows-1252\"").is_some());
+        let _ = Full::new(Bytes::new());
+    }
+}

@@ -1,0 +1,764 @@
+//! The edge: `faceprobe serve` on hyper 1. It answers requests (proxied, demo site, or
+//! faceprobe's own paths), plants canaries in HTML, and turns every request into one `Event`
+//! for the recorder. It never waits on SQLite except to commit a canary fetch before sending
+//! the canary's body.
+//!
+//! Limits are part of the server: a semaphore bounds connections, hyper bounds the request
+//! head and its read time (slowloris, idle keep-alive), a cap bounds request bodies; shutdown
+//! stops accepting, lets in-flight requests finish, then flushes the recorder.
+
+mod admin;
+mod bounded;
+pub mod canary;
+pub mod client;
+pub mod demo;
+pub mod inject;
+pub mod logs;
+pub mod proxy;
+pub mod robots;
+
+use crate::config::{Config, Mode};
+use crate::metrics::Metrics;
+use crate::record::event::TokenHashes;
+use crate::record::{Event, Kind, Record, Recorder};
+use crate::store::{now_ms, secret, Store, StoreError};
+use bytes::Bytes;
+use canary::Canaries;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every response body the edge sends.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// Largest robots.txt or tdmrep.json read from the upstream.
+const ROBOTS_CAP: usize = 512 * 1024;
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|e| match e {}).boxed_unsync()
+}
+
+/// Why `serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} ({key}): {source}; choose a free address with {fix}")]
+    Bind {
+        addr: String,
+        key: &'static str,
+        fix: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What every request handler shares.
+pub struct App {
+    mode: Mode,
+    proxy: Option<proxy::Proxy>,
+    demo: Option<demo::Demo>,
+    canaries: Canaries,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    logs: logs::LogGate,
+    trusted: client::Trusted,
+    keys: client::Keys,
+    /// robots.txt versions already stored (by SHA-256), so each is sent to the store once.
+    robots_seen: Mutex<HashSet<[u8; 32]>>,
+    max_body: u64,
+}
+
+/// Runs the edge until `shutdown` completes, then drains and flushes.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let mode = config.effective_mode();
+    let data_dir = config.store.data_dir.clone();
+    drop(Store::open(&data_dir)?);
+    let secret = secret::load_or_create(&data_dir)?;
+    let metrics = Arc::new(Metrics::default());
+    let (recorder, _writer) =
+        crate::record::start(&data_dir, &config.record, secret, metrics.clone())?;
+    let canaries = Canaries::new(
+        &data_dir,
+        secret,
+        config.canary.clone(),
+        config.canary.jpeg_quality,
+        recorder.clone(),
+        metrics.clone(),
+    )?;
+    let s = &config.serve;
+    let bind = |addr: &str, key, fix| {
+        let addr = addr.to_string();
+        async move {
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr,
+                    key,
+                    fix,
+                    source,
+                })
+        }
+    };
+    let public = bind(&s.listen, "serve.listen", "--listen ADDR or serve.listen").await?;
+    let admin_listener = bind(&s.admin_listen, "serve.admin_listen", "serve.admin_listen").await?;
+    let app = Arc::new(App {
+        mode,
+        proxy: (mode == Mode::Proxy).then(|| {
+            proxy::Proxy::new(
+                proxy::Upstream::parse(&s.upstream).expect("validated with the config"),
+                Duration::from_secs(s.upstream_timeout_secs),
+            )
+        }),
+        demo: (mode == Mode::Demo).then(demo::Demo::new),
+        canaries,
+        recorder: recorder.clone(),
+        metrics: metrics.clone(),
+        logs: logs::LogGate::new(
+            config.log.per_client_per_minute,
+            config.log.total_per_second,
+            metrics.clone(),
+        ),
+        trusted: client::Trusted::parse(&s.trusted_proxies),
+        keys: client::Keys::new(&secret),
+        robots_seen: Mutex::new(HashSet::new()),
+        max_body: s.max_body_bytes,
+    });
+    let public_addr = public
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let admin_addr = admin_listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let what = match mode {
+        Mode::Proxy => format!("proxy to {}", s.upstream),
+        Mode::Embed => "embed (faceprobe paths only)".to_string(),
+        _ => "demo site (no upstream configured)".to_string(),
+    };
+    tracing::info!(
+        "faceprobe listening on http://{public_addr}/ in {what} mode; admin http://{admin_addr}/metrics; data in {}",
+        data_dir.display()
+    );
+    let admin_task = tokio::spawn(admin::run(admin_listener, metrics.clone()));
+    let summary_app = app.clone();
+    let summary_task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            summary_app.logs.summarize();
+        }
+    });
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(s.header_timeout_secs))
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128)
+        .max_header_list_size(s.max_header_bytes as u32)
+        .keep_alive_interval(Duration::from_secs(s.header_timeout_secs.max(10)))
+        .keep_alive_timeout(Duration::from_secs(s.header_timeout_secs.max(10)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(s.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = public.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(app, peer, req).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            metrics.connections_open.fetch_add(1, Relaxed);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            metrics.connections_open.fetch_sub(1, Relaxed);
+            drop(permit);
+        });
+    }
+    drop(public);
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
+    let grace = Duration::from_secs(s.shutdown_grace_secs);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {grace:?} were cut");
+    }
+    admin_task.abort();
+    summary_task.abort();
+    match recorder.flush().await {
+        Ok(()) => tracing::info!(
+            written = metrics.events_written.load(Relaxed),
+            dropped = metrics.events_dropped.load(Relaxed),
+            "recorder flushed; stopped"
+        ),
+        Err(e) => tracing::error!(error = %e, "recorder could not be flushed"),
+    }
+    Ok(())
+}
+
+async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let ip = app.trusted.client_ip(peer.ip(), &parts.headers);
+    let ua = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let key = app.keys.client_key(ip, ua);
+    let event = client::event_of(&parts, ip, key, now_ms());
+    let path = parts.uri.path().to_string();
+    if let Some(rest) = path.strip_prefix("/_fp/") {
+        return app.faceprobe_path(rest, &parts, event, started).await;
+    }
+    if path == "/robots.txt" {
+        return app.robots(&parts, event, started).await;
+    }
+    if path == "/.well-known/tdmrep.json" {
+        let mut r = text(StatusCode::OK, "application/json", robots::TDMREP);
+        return app.finish(&parts, &mut r, event, started, Kind::Other);
+    }
+    match app.mode {
+        Mode::Proxy => app.proxied(parts, body, event, started, peer).await,
+        Mode::Demo => {
+            let resp = app
+                .demo
+                .as_ref()
+                .map(|d| d.respond(&path))
+                .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "text/plain", "not found\n"));
+            app.site_response(&parts, resp, event, started)
+        }
+        _ => {
+            let mut r = text(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "faceprobe (embed mode) serves only /_fp/, /robots.txt and /.well-known/tdmrep.json\n",
+            );
+            app.finish(&parts, &mut r, event, started, Kind::Other)
+        }
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(CONTENT_LENGTH, body.len().into());
+    r
+}
+
+fn owned(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let len = body.len();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(CONTENT_LENGTH, len.into());
+    r
+}
+
+/// What a response is, for the event: by its content type.
+fn kind_of(content_type: Option<&str>) -> Kind {
+    let ct = content_type.unwrap_or("").to_ascii_lowercase();
+    let ct = ct.split(';').next().unwrap_or("").trim();
+    if ct == "text/html" || ct == "application/xhtml+xml" {
+        Kind::Page
+    } else if ct.starts_with("image/") {
+        Kind::Image
+    } else if ct == "text/css"
+        || ct.contains("javascript")
+        || ct.starts_with("font/")
+        || ct == "application/wasm"
+    {
+        Kind::Asset
+    } else {
+        Kind::Other
+    }
+}
+
+impl App {
+    fn log_allowed(&self, event: &Event) -> bool {
+        let prefix = event
+            .ip
+            .map(client::prefix)
+            .unwrap_or_else(|| "unknown".into());
+        self.logs.allow(&prefix)
+    }
+
+    /// Records a small response that is complete now (droppable kinds) and returns it.
+    fn finish(
+        &self,
+        parts: &http::request::Parts,
+        r: &mut Response<Body>,
+        mut event: Event,
+        started: Instant,
+        kind: Kind,
+    ) -> Response<Body> {
+        event.kind = Some(kind);
+        event.status = r.status().as_u16();
+        event.bytes = if parts.method == Method::HEAD {
+            0
+        } else {
+            r.headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        event.duration_us = started.elapsed().as_micros() as u64;
+        self.recorder.record(event);
+        std::mem::replace(r, Response::new(empty()))
+    }
+
+    async fn proxied(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        event: Event,
+        started: Instant,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let Some(proxy) = &self.proxy else {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                "no upstream\n",
+            );
+        };
+        let declared: Option<u64> = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        if declared.is_some_and(|n| n > self.max_body) {
+            self.metrics.rejected_requests.fetch_add(1, Relaxed);
+            let mut r = text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text/plain; charset=utf-8",
+                "request body too large\n",
+            );
+            return self.finish(&parts, &mut r, event, started, Kind::Other);
+        }
+        let limited = http_body_util::Limited::new(body, self.max_body as usize)
+            .map_err(|e| -> BoxError { e })
+            .boxed_unsync();
+        let req = Request::from_parts(parts.clone(), limited);
+        let ip = event.ip.unwrap_or(peer.ip());
+        match proxy
+            .forward(req, ip, self.trusted.contains(peer.ip()))
+            .await
+        {
+            Ok(resp) => {
+                let resp = resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
+                self.site_response(&parts, resp, event, started)
+            }
+            Err(e) => {
+                self.metrics.upstream_errors.fetch_add(1, Relaxed);
+                if self.log_allowed(&event) {
+                    tracing::warn!(client = %event.client_key, path = %event.path, error = %e, "upstream failed");
+                }
+                let status = match e {
+                    proxy::ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                let mut r = text(
+                    status,
+                    "text/plain; charset=utf-8",
+                    "faceprobe: the site behind this address did not answer\n",
+                );
+                self.finish(&parts, &mut r, event, started, Kind::Other)
+            }
+        }
+    }
+
+    /// A response of the site (upstream or demo): canary planted in HTML, event recorded
+    /// when the body has been sent (or the client went away).
+    fn site_response(
+        &self,
+        parts: &http::request::Parts,
+        resp: Response<Body>,
+        mut event: Event,
+        started: Instant,
+    ) -> Response<Body> {
+        let (mut rparts, body) = resp.into_parts();
+        let content_type = rparts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let kind = kind_of(content_type.as_deref());
+        event.kind = Some(kind);
+        event.status = rparts.status.as_u16();
+        let coding = inject::Coding::parse(
+            rparts
+                .headers
+                .get(http::header::CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let encoding = content_type.as_deref().and_then(inject::encoding_of);
+        let body = match (kind, coding, encoding) {
+            (Kind::Page, Some(coding), Some(encoding))
+                if rparts.status.is_success()
+                    && parts.method == Method::GET
+                    && rparts.status != StatusCode::NO_CONTENT =>
+            {
+                let mint = self.canaries.mint(&event.client_key, None);
+                let markup = Canaries::markup(&mint.token);
+                event.mints.push(mint);
+                rparts.headers.remove(CONTENT_LENGTH);
+                rparts.headers.remove("content-md5");
+                if let Some(etag) = rparts.headers.get(http::header::ETAG).cloned() {
+                    // The body differs per view now: a strong validator would be a lie.
+                    let weak = etag.to_str().ok().map(|e| {
+                        if e.starts_with("W/") {
+                            e.to_string()
+                        } else {
+                            format!("W/{e}")
+                        }
+                    });
+                    match weak.and_then(|w| HeaderValue::from_str(&w).ok()) {
+                        Some(w) => rparts.headers.insert(http::header::ETAG, w),
+                        None => rparts.headers.remove(http::header::ETAG),
+                    };
+                }
+                inject::Injected::new(body, coding, encoding, markup).boxed_unsync()
+            }
+            _ => body,
+        };
+        let recorded = Recorded {
+            inner: body,
+            bytes: 0,
+            pending: Some((event, started, self.recorder.clone())),
+        };
+        Response::from_parts(rparts, recorded.boxed_unsync())
+    }
+
+    async fn faceprobe_path(
+        &self,
+        rest: &str,
+        parts: &http::request::Parts,
+        mut event: Event,
+        started: Instant,
+    ) -> Response<Body> {
+        if let Some(t) = rest.strip_prefix("c/") {
+            event.kind = Some(Kind::Canary);
+            return self.canary_image(t, parts, event, started).await;
+        }
+        if let Some(t) = rest.strip_prefix("g/") {
+            event.kind = Some(Kind::Trap);
+            return self.gallery(t, event, started).await;
+        }
+        if rest == "snippet" {
+            // Embed mode: the site's proxy includes this fragment in its pages (SSI).
+            let mint = self.canaries.mint(&event.client_key, None);
+            let markup = Canaries::markup(&mint.token);
+            event.mints.push(mint);
+            let mut r = owned(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                markup.into_bytes(),
+            );
+            r.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+            return self.finish(parts, &mut r, event, started, Kind::Page);
+        }
+        let mut r = text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
+        self.finish(parts, &mut r, event, started, Kind::Other)
+    }
+
+    /// Evidence that something was asked for and not found: still recorded, never dropped.
+    async fn evidence_not_found(&self, mut event: Event, started: Instant) -> Response<Body> {
+        event.status = 404;
+        event.duration_us = started.elapsed().as_micros() as u64;
+        let _ = self.recorder.keep(event).await;
+        text(StatusCode::NOT_FOUND, "text/plain", "not found\n")
+    }
+
+    async fn canary_image(
+        &self,
+        tail: &str,
+        parts: &http::request::Parts,
+        mut event: Event,
+        started: Instant,
+    ) -> Response<Body> {
+        let Some(token) = client::token_in(tail) else {
+            return self.evidence_not_found(event, started).await;
+        };
+        event.token = Some(token);
+        let canaries = &self.canaries;
+        // Lookup and rendering are blocking work: off the runtime's threads.
+        let found = tokio::task::block_in_place(|| {
+            let mint = canaries.lookup_blocking(&token).ok().flatten()?;
+            let rendered = canaries.rendered_blocking(&mint)?;
+            Some((mint, rendered))
+        });
+        let Some((mint, rendered)) = found else {
+            return self.evidence_not_found(event, started).await;
+        };
+        let head = parts.method == Method::HEAD;
+        event.status = 200;
+        event.bytes = if head { 0 } else { rendered.jpeg.len() as u64 };
+        event.hashes = Some(TokenHashes {
+            scheme_id: canaries.scheme_id(),
+            hashes: rendered.hashes,
+        });
+        event.ensure_token = Some(mint);
+        let client_key = event.client_key.clone();
+        let log = self.log_allowed(&event);
+        let ua = event.user_agent.clone().unwrap_or_default();
+        event.duration_us = started.elapsed().as_micros() as u64;
+        match self.recorder.commit(event).await {
+            Ok(id) => {
+                self.metrics.canaries_served.fetch_add(1, Relaxed);
+                if log {
+                    tracing::info!(client = %client_key, token = %token, event = id, user_agent = %ua, "canary image fetched");
+                }
+                let mut r = Response::new(if head {
+                    empty()
+                } else {
+                    full(rendered.jpeg.clone())
+                });
+                let h = r.headers_mut();
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+                h.insert(CONTENT_LENGTH, rendered.jpeg.len().into());
+                h.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("private, no-store"),
+                );
+                for (k, v) in crate::canary::marks::RESPONSE_HEADERS {
+                    h.insert(k, HeaderValue::from_static(v));
+                }
+                r
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a canary fetch could not be recorded; refused with 503");
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "temporarily unavailable\n",
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
+        }
+    }
+
+    async fn gallery(&self, tail: &str, mut event: Event, started: Instant) -> Response<Body> {
+        let Some(token) = client::token_in(tail) else {
+            return self.evidence_not_found(event, started).await;
+        };
+        event.token = Some(token);
+        let parent =
+            tokio::task::block_in_place(|| self.canaries.lookup_blocking(&token).ok().flatten());
+        let Some(parent) = parent else {
+            return self.evidence_not_found(event, started).await;
+        };
+        let (html, mints) = self.canaries.gallery(&event.client_key, &parent);
+        if self.log_allowed(&event) {
+            tracing::info!(client = %event.client_key, token = %token, depth = parent.depth + 1, "trap gallery fetched");
+        }
+        event.mints = mints;
+        event.status = 200;
+        event.bytes = html.len() as u64;
+        event.duration_us = started.elapsed().as_micros() as u64;
+        let _ = self.recorder.keep(event).await;
+        let mut r = owned(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            html.into_bytes(),
+        );
+        let h = r.headers_mut();
+        h.insert(
+            "x-robots-tag",
+            HeaderValue::from_static("noindex, nofollow, noai, noimageai"),
+        );
+        h.insert("tdm-reservation", HeaderValue::from_static("1"));
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+        r
+    }
+
+    async fn robots(
+        &self,
+        parts: &http::request::Parts,
+        mut event: Event,
+        started: Instant,
+    ) -> Response<Body> {
+        let (body, source) = match (&self.proxy, self.mode) {
+            (Some(p), _) => match p
+                .fetch(
+                    "/robots.txt",
+                    parts.headers.get(http::header::HOST),
+                    ROBOTS_CAP,
+                )
+                .await
+            {
+                Some((200, bytes)) => (
+                    robots::rewrite(&String::from_utf8_lossy(&bytes)),
+                    "upstream",
+                ),
+                _ => (robots::DEFAULT.to_string(), "default"),
+            },
+            (None, Mode::Demo) => (robots::rewrite(demo::ROBOTS), "demo"),
+            _ => (robots::DEFAULT.to_string(), "default"),
+        };
+        let sha: [u8; 32] = Sha256::digest(body.as_bytes()).into();
+        let new = canary::lock(&self.robots_seen).insert(sha);
+        if new {
+            let _ = self
+                .recorder
+                .send(Record::Robots {
+                    sha256: sha,
+                    body: body.clone().into_bytes(),
+                    source,
+                })
+                .await;
+        }
+        event.kind = Some(Kind::Robots);
+        event.robots_sha256 = Some(sha);
+        event.status = 200;
+        event.bytes = if parts.method == Method::HEAD {
+            0
+        } else {
+            body.len() as u64
+        };
+        event.duration_us = started.elapsed().as_micros() as u64;
+        if self.log_allowed(&event) {
+            tracing::info!(client = %event.client_key, user_agent = %event.user_agent.as_deref().unwrap_or(""), "robots.txt fetched");
+        }
+        let _ = self.recorder.keep(event).await;
+        owned(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            body.into_bytes(),
+        )
+    }
+}
+
+/// A response body that records its event once sent in full, or once the client went away
+/// (then with the bytes sent so far).
+struct Recorded {
+    inner: Body,
+    bytes: u64,
+    pending: Option<(Event, Instant, Recorder)>,
+}
+
+impl Recorded {
+    fn emit(&mut self) {
+        if let Some((mut event, started, recorder)) = self.pending.take() {
+            event.bytes = self.bytes;
+            event.duration_us = started.elapsed().as_micros() as u64;
+            recorder.record(event);
+        }
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        self.emit();
+    }
+}
+
+impl http_body::Body for Recorded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.emit(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_classified_by_content_type() {
+        assert_eq!(kind_of(Some("text/html; charset=utf-8")), Kind::Page);
+        assert_eq!(kind_of(Some("image/webp")), Kind::Image);
+        assert_eq!(kind_of(Some("application/javascript")), Kind::Asset);
+        assert_eq!(kind_of(Some("text/css")), Kind::Asset);
+        assert_eq!(kind_of(Some("application/json")), Kind::Other);
+        assert_eq!(kind_of(None), Kind::Other);
+    }
+}

@@ -1,0 +1,194 @@
+//! Counters the edge and the recorder keep, rendered as Prometheus text for `/metrics`.
+//!
+//! Plain atomics: the request path only ever adds. Nothing here blocks or allocates on the
+//! hot path; rendering happens on the admin listener.
+
+use crate::record::event::Kind;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// Upper bounds (seconds) of the writer batch latency histogram.
+const BATCH_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: [AtomicU64; 7],
+    pub canaries_served: AtomicU64,
+    pub canaries_rendered_ahead: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub rejected_requests: AtomicU64,
+    pub connections_open: AtomicI64,
+    pub events_written: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub queue_depth: AtomicI64,
+    pub queue_capacity: AtomicU64,
+    batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
+    batch_count: AtomicU64,
+    batch_micros: AtomicU64,
+    pub log_lines_suppressed: AtomicU64,
+    pub ips_pseudonymized: AtomicU64,
+    pub events_expired: AtomicU64,
+}
+
+impl Metrics {
+    pub fn request(&self, kind: Kind) {
+        self.requests[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn requests(&self, kind: Kind) -> u64 {
+        self.requests[kind as usize].load(Relaxed)
+    }
+
+    pub fn batch(&self, seconds: f64) {
+        for (i, le) in BATCH_BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                self.batch_buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.batch_count.fetch_add(1, Relaxed);
+        self.batch_micros.fetch_add((seconds * 1e6) as u64, Relaxed);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            "faceprobe_canaries_served_total",
+            "Canary images sent after their fetch was committed.",
+            self.canaries_served.load(Relaxed),
+        );
+        counter(
+            "faceprobe_canaries_rendered_ahead_total",
+            "Canaries rendered by the background worker before their first fetch.",
+            self.canaries_rendered_ahead.load(Relaxed),
+        );
+        counter(
+            "faceprobe_upstream_errors_total",
+            "Requests the upstream could not answer (502/504 sent).",
+            self.upstream_errors.load(Relaxed),
+        );
+        counter(
+            "faceprobe_rejected_requests_total",
+            "Requests refused for a limit (body too large, bad request).",
+            self.rejected_requests.load(Relaxed),
+        );
+        counter(
+            "faceprobe_events_written_total",
+            "Events committed to SQLite.",
+            self.events_written.load(Relaxed),
+        );
+        counter(
+            "faceprobe_events_dropped_total",
+            "Page and asset events dropped because the recorder queue was full, or lost to a failed write.",
+            self.events_dropped.load(Relaxed),
+        );
+        counter(
+            "faceprobe_write_errors_total",
+            "Writer transactions that failed (disk full, I/O error).",
+            self.write_errors.load(Relaxed),
+        );
+        counter(
+            "faceprobe_log_lines_suppressed_total",
+            "Request log lines suppressed by the per-client and global log rate limits.",
+            self.log_lines_suppressed.load(Relaxed),
+        );
+        counter(
+            "faceprobe_ips_pseudonymized_total",
+            "Raw client addresses replaced by keyed pseudonyms after record.raw_ip_hours.",
+            self.ips_pseudonymized.load(Relaxed),
+        );
+        counter(
+            "faceprobe_events_expired_total",
+            "Events deleted after record.retention_days.",
+            self.events_expired.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP faceprobe_requests_total Requests answered, by kind.\n# TYPE faceprobe_requests_total counter"
+        );
+        for kind in Kind::ALL {
+            let _ = writeln!(
+                out,
+                "faceprobe_requests_total{{kind=\"{}\"}} {}",
+                kind.as_str(),
+                self.requests(kind)
+            );
+        }
+        let mut gauge = |name: &str, help: &str, v: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "faceprobe_connections_open",
+            "Client connections open on the public listener.",
+            self.connections_open.load(Relaxed),
+        );
+        gauge(
+            "faceprobe_queue_depth",
+            "Events waiting for the writer.",
+            self.queue_depth.load(Relaxed).max(0),
+        );
+        gauge(
+            "faceprobe_queue_capacity",
+            "Events the recorder queue holds at most (record.queue_capacity).",
+            self.queue_capacity.load(Relaxed) as i64,
+        );
+        let name = "faceprobe_writer_batch_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to write and commit one batch of events.\n# TYPE {name} histogram"
+        );
+        for (i, le) in BATCH_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{le}\"}} {}",
+                self.batch_buckets[i].load(Relaxed)
+            );
+        }
+        let count = self.batch_count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.batch_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.batch(0.0007);
+        m.batch(0.3);
+        let text = m.render();
+        assert!(text.contains("faceprobe_writer_batch_seconds_bucket{le=\"0.0005\"} 0"));
+        assert!(text.contains("faceprobe_writer_batch_seconds_bucket{le=\"0.001\"} 1"));
+        assert!(text.contains("faceprobe_writer_batch_seconds_bucket{le=\"1\"} 2"));
+        assert!(text.contains("faceprobe_writer_batch_seconds_count 2"));
+    }
+
+    #[test]
+    fn requests_are_counted_by_kind() {
+        let m = Metrics::default();
+        m.request(Kind::Canary);
+        m.request(Kind::Canary);
+        m.request(Kind::Page);
+        let text = m.render();
+        assert!(text.contains("faceprobe_requests_total{kind=\"canary\"} 2"));
+        assert!(text.contains("faceprobe_requests_total{kind=\"page\"} 1"));
+    }
+}

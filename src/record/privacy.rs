@@ -1,0 +1,159 @@
+//! The privacy and retention job, run by the writer thread between batches.
+//!
+//! After `raw_ip_hours` a raw client address and its nonce are replaced by a keyed pseudonym
+//! (HMAC-SHA256 under a key derived from the deployment secret), unless the client is held
+//! (flagged or in a case: table `holds`). After `retention_days` events are deleted unless
+//! held; the chain value of the last event of each deleted run is kept as an anchor, so the
+//! remaining chain still verifies. Neither step touches a field the chain covers.
+
+use crate::config::RecordConfig;
+use hmac::{Hmac, Mac};
+use rusqlite::{params, Connection};
+use sha2::{Digest, Sha256};
+
+/// Rows handled per transaction, so the writer returns to the queue between chunks.
+const CHUNK: usize = 5000;
+/// Rows handled per run at most; the rest wait for the next run.
+const PER_RUN: usize = 200_000;
+
+/// The key of IP pseudonyms, derived from the deployment secret.
+pub fn ip_key(secret: &[u8; 32]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(secret)
+        .chain_update(b"faceprobe ip pseudonym key v1")
+        .finalize()
+        .into()
+}
+
+/// The keyed pseudonym of an address: `ip:` and 32 hex digits of HMAC-SHA256(key, address).
+/// Stable for one deployment, so grouping still works once the address is gone.
+pub fn pseudonym(key: &[u8; 32], ip: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(ip.as_bytes());
+    format!("ip:{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Done {
+    pub pseudonymized: u64,
+    pub expired: u64,
+}
+
+/// Runs both steps for events older than their windows at `now_ms`.
+pub fn run(
+    conn: &mut Connection,
+    key: &[u8; 32],
+    config: &RecordConfig,
+    now_ms: i64,
+) -> rusqlite::Result<Done> {
+    let ip_before = now_ms - (config.raw_ip_hours as i64) * 3_600_000;
+    let keep_before = now_ms - (config.retention_days as i64) * 86_400_000;
+    let mut done = Done::default();
+    while (done.pseudonymized as usize) < PER_RUN {
+        let n = pseudonymize_chunk(conn, key, ip_before)?;
+        done.pseudonymized += n as u64;
+        if n < CHUNK {
+            break;
+        }
+    }
+    while (done.expired as usize) < PER_RUN {
+        let n = expire_chunk(conn, keep_before)?;
+        done.expired += n as u64;
+        if n < CHUNK {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+fn pseudonymize_chunk(
+    conn: &mut Connection,
+    key: &[u8; 32],
+    before: i64,
+) -> rusqlite::Result<usize> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, client_ip FROM events
+             WHERE ts_ms < ?1 AND client_ip IS NOT NULL
+               AND client_key NOT IN (SELECT client_key FROM holds)
+             ORDER BY ts_ms LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![before, CHUNK as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    {
+        let mut update = tx.prepare_cached(
+            "UPDATE events SET ip_pseudonym = ?1, client_ip = NULL, ip_nonce = NULL WHERE id = ?2",
+        )?;
+        for (id, ip) in &rows {
+            update.execute(params![pseudonym(key, ip), id])?;
+        }
+    }
+    tx.commit()?;
+    Ok(rows.len())
+}
+
+fn expire_chunk(conn: &mut Connection, before: i64) -> rusqlite::Result<usize> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, chain FROM events
+             WHERE ts_ms < ?1 AND client_key NOT IN (SELECT client_key FROM holds)
+             ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![before, CHUNK as i64], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default(),
+            ))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    {
+        let mut delete = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+        for (id, _) in &rows {
+            delete.execute([id])?;
+        }
+        // An anchor for every deleted event whose successor is still stored (or that was
+        // the last one): the successor's chain starts from it.
+        let mut successor = tx.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?;
+        let mut later = tx.prepare_cached("SELECT 1 FROM events WHERE id > ?1 LIMIT 1")?;
+        let mut anchor = tx.prepare_cached(
+            "INSERT OR REPLACE INTO chain_anchors (event_id, chain, created_ms) VALUES (?1, ?2, ?3)",
+        )?;
+        let now = crate::store::now_ms();
+        for (id, chain) in &rows {
+            if successor.exists([id + 1])? || !later.exists([id])? {
+                anchor.execute(params![id, chain, now])?;
+            }
+        }
+    }
+    // Anchors whose successor is gone too are no longer needed (keep the newest: the writer
+    // continues the chain from it when every event was deleted).
+    tx.execute(
+        "DELETE FROM chain_anchors
+         WHERE event_id < (SELECT max(event_id) FROM chain_anchors)
+           AND NOT EXISTS (SELECT 1 FROM events WHERE events.id = chain_anchors.event_id + 1)",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudonym_is_keyed_and_stable() {
+        let k1 = ip_key(&[1; 32]);
+        let k2 = ip_key(&[2; 32]);
+        assert_eq!(pseudonym(&k1, "10.0.0.1"), pseudonym(&k1, "10.0.0.1"));
+        assert_ne!(pseudonym(&k1, "10.0.0.1"), pseudonym(&k2, "10.0.0.1"));
+        assert_ne!(pseudonym(&k1, "10.0.0.1"), pseudonym(&k1, "10.0.0.2"));
+        assert!(!pseudonym(&k1, "10.0.0.1").contains("10.0"));
+    }
+}

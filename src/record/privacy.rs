@@ -49,16 +49,17 @@ pub fn run(
     let ip_before = now_ms - (config.raw_ip_hours as i64) * 3_600_000;
     let keep_before = now_ms - (config.retention_days as i64) * 86_400_000;
     let mut done = Done::default();
-    while (done.pseudonymized as usize) < PER_RUN {
-        let n = pseudonymize_chunk(conn, key, ip_before)?;
-        done.pseudonymized += n as u64;
+    // Expire first: no point pseudonymizing what is about to be deleted.
+    while (done.expired as usize) < PER_RUN {
+        let n = expire_chunk(conn, keep_before)?;
+        done.expired += n as u64;
         if n < CHUNK {
             break;
         }
     }
-    while (done.expired as usize) < PER_RUN {
-        let n = expire_chunk(conn, keep_before)?;
-        done.expired += n as u64;
+    while (done.pseudonymized as usize) < PER_RUN {
+        let n = pseudonymize_chunk(conn, key, ip_before)?;
+        done.pseudonymized += n as u64;
         if n < CHUNK {
             break;
         }

@@ -91,6 +91,10 @@ pub fn start(
     let store = Store::open(data_dir)?;
     let conn = store.into_conn();
     conn.pragma_update(None, "synchronous", config.synchronous.to_uppercase())?;
+    // A batch touches thousands of index pages: a small page cache spills them to the WAL
+    // mid-transaction. 64 MiB keeps a batch in memory; checkpoints run every ~40 MB of WAL.
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     let head = ChainHead::load(&conn)?;
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     metrics
@@ -170,55 +174,63 @@ impl Writer {
         let mut flushes = Vec::new();
         let mut events = 0u64;
         let mut tick = false;
-        let result =
-            (|| -> Result<(), rusqlite::Error> {
-                let tx = self
-                    .conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                for record in batch.drain(..) {
-                    match record {
-                        Record::Event(event, ack) => {
-                            let id = insert_event(&tx, &mut self.head, &mut self.rng, *event)?;
-                            events += 1;
-                            if let Some(ack) = ack {
-                                acks.push((ack, id));
-                            }
+        let result = (|| -> Result<(), rusqlite::Error> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut failed = None;
+            for record in batch.drain(..) {
+                // After a failure the rest of the batch is only answered, not written.
+                let step = match record {
+                    Record::Event(event, ack) => {
+                        if let Some(ack) = ack {
+                            acks.push((ack, self.head.next_id));
                         }
-                        Record::Robots {
-                            sha256,
-                            body,
-                            source,
-                        } => {
-                            tx.prepare_cached(
+                        events += 1;
+                        match failed {
+                            None => {
+                                insert_event(&tx, &mut self.head, &mut self.rng, *event).map(|_| ())
+                            }
+                            Some(_) => Ok(()),
+                        }
+                    }
+                    Record::Flush(ack) => {
+                        flushes.push(ack);
+                        Ok(())
+                    }
+                    Record::Tick => {
+                        tick = true;
+                        Ok(())
+                    }
+                    _ if failed.is_some() => Ok(()),
+                    Record::Robots {
+                        sha256,
+                        body,
+                        source,
+                    } => tx
+                        .prepare_cached(
                             "INSERT OR IGNORE INTO robots (sha256, body, source, first_served_ms)
                              VALUES (?1, ?2, ?3, ?4)",
-                        )?
-                        .execute(params![&sha256[..], body, source, now_ms()])?;
-                        }
-                        Record::Identities {
-                            client_key,
-                            assigned,
-                            pool_next,
-                            ts_ms,
-                        } => {
-                            for (slot, seed) in assigned {
-                                tokens::assign_identity(&tx, &client_key, seed, slot, ts_ms)
-                                    .map_err(store_to_sql)?;
-                            }
-                            let stored = tokens::meta_u64(&tx, POOL_COUNTER)
-                                .map_err(store_to_sql)?
-                                .unwrap_or(0);
-                            if pool_next > stored {
-                                tokens::set_meta(&tx, POOL_COUNTER, &pool_next.to_string())
-                                    .map_err(store_to_sql)?;
-                            }
-                        }
-                        Record::Flush(ack) => flushes.push(ack),
-                        Record::Tick => tick = true,
-                    }
+                        )
+                        .and_then(|mut s| s.execute(params![&sha256[..], body, source, now_ms()]))
+                        .map(|_| ()),
+                    Record::Identities {
+                        client_key,
+                        assigned,
+                        pool_next,
+                        ts_ms,
+                    } => store_identities(&tx, &client_key, &assigned, pool_next, ts_ms)
+                        .map_err(store_to_sql),
+                };
+                if let (Err(e), None) = (step, &failed) {
+                    failed = Some(e);
                 }
-                tx.commit()
-            })();
+            }
+            match failed {
+                Some(e) => Err(e),
+                None => tx.commit(),
+            }
+        })();
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(()) => {
@@ -276,6 +288,22 @@ impl Writer {
             Err(e) => tracing::error!(error = %e, "privacy job failed; it will run again"),
         }
     }
+}
+
+fn store_identities(
+    tx: &Transaction,
+    client_key: &str,
+    assigned: &[(u64, u64)],
+    pool_next: u64,
+    ts_ms: i64,
+) -> Result<(), StoreError> {
+    for (slot, seed) in assigned {
+        tokens::assign_identity(tx, client_key, *seed, *slot, ts_ms)?;
+    }
+    if pool_next > tokens::meta_u64(tx, POOL_COUNTER)?.unwrap_or(0) {
+        tokens::set_meta(tx, POOL_COUNTER, &pool_next.to_string())?;
+    }
+    Ok(())
 }
 
 fn store_to_sql(e: StoreError) -> rusqlite::Error {
@@ -417,4 +445,289 @@ fn insert_token(tx: &Transaction, m: &Mint, minting_event: Option<i64>) -> rusql
         m.depth,
     ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canary::Token;
+    use crate::record::chain::verify;
+    use crate::record::{Event, Kind, Recorder};
+
+    fn config() -> RecordConfig {
+        RecordConfig {
+            synchronous: "normal".into(),
+            ..RecordConfig::default()
+        }
+    }
+
+    /// An event `ts` ms after a recent base time (0 = now).
+    fn event(ip: &str, path: &str, kind: Kind, ts: i64) -> Event {
+        Event {
+            ts_ms: if ts > 1_000_000_000 {
+                ts
+            } else {
+                now_ms() + ts
+            },
+            ip: Some(ip.parse().unwrap()),
+            client_key: format!("c:{ip}"),
+            method: "GET".into(),
+            path: path.into(),
+            status: 200,
+            kind: Some(kind),
+            ..Event::default()
+        }
+    }
+
+    fn started(dir: &Path, config: &RecordConfig) -> (Recorder, WriterHandle) {
+        start(dir, config, [9; 32], Arc::new(Metrics::default())).unwrap()
+    }
+
+    fn stop(r: Recorder, w: WriterHandle) {
+        r.flush_blocking().unwrap();
+        drop(r);
+        w.join();
+    }
+
+    fn conn(dir: &Path) -> Connection {
+        Store::open(dir).unwrap().into_conn()
+    }
+
+    #[test]
+    fn events_are_chained_and_the_chain_verifies_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = started(dir.path(), &config());
+        for i in 0..50 {
+            r.record_blocking(event("192.0.2.1", &format!("/p{i}"), Kind::Page, 1))
+                .unwrap();
+        }
+        stop(r, w);
+        let (r, w) = started(dir.path(), &config());
+        r.record_blocking(event("192.0.2.2", "/after", Kind::Page, 2))
+            .unwrap();
+        stop(r, w);
+        let c = conn(dir.path());
+        let v = verify(&c).unwrap().unwrap();
+        assert_eq!(v.events, 51);
+        let ids: Vec<i64> = c
+            .prepare("SELECT id FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, (1..=51).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn tampering_is_found_at_the_event_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = started(dir.path(), &config());
+        for i in 0..10 {
+            r.record_blocking(event("192.0.2.1", &format!("/p{i}"), Kind::Page, 1))
+                .unwrap();
+        }
+        stop(r, w);
+        let c = conn(dir.path());
+        c.execute("UPDATE events SET path = '/forged' WHERE id = 7", [])
+            .unwrap();
+        let b = verify(&c).unwrap().unwrap_err();
+        assert_eq!(b.event_id, 7);
+        c.execute("UPDATE events SET path = '/p6' WHERE id = 7", [])
+            .unwrap();
+        assert!(verify(&c).unwrap().is_ok());
+        c.execute("UPDATE events SET client_ip = '10.9.9.9' WHERE id = 3", [])
+            .unwrap();
+        let b = verify(&c).unwrap().unwrap_err();
+        assert_eq!(b.event_id, 3);
+        assert!(b.reason.contains("commitment"), "{}", b.reason);
+        c.execute("UPDATE events SET client_ip = '192.0.2.1' WHERE id = 3", [])
+            .unwrap();
+        c.execute("DELETE FROM events WHERE id = 5", []).unwrap();
+        let b = verify(&c).unwrap().unwrap_err();
+        assert_eq!(b.event_id, 6, "{b}");
+    }
+
+    #[test]
+    fn commit_answers_with_the_id_once_the_row_is_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = started(dir.path(), &config());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut e = event("192.0.2.1", "/_fp/c/x.jpg", Kind::Canary, 5);
+        let token = Token::random();
+        e.token = Some(token);
+        let id = rt.block_on(r.commit(e)).unwrap();
+        let reader = conn(dir.path());
+        let kind: String = reader
+            .query_row(
+                "SELECT kind FROM events WHERE id = ?1 AND token = ?2",
+                params![id, &token.0[..]],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kind, "canary");
+        stop(r, w);
+    }
+
+    #[test]
+    fn a_full_queue_drops_pages_but_never_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RecordConfig {
+            queue_capacity: 16,
+            batch_max: 4,
+            ..config()
+        };
+        let metrics = Arc::new(Metrics::default());
+        let (r, w) = start(dir.path(), &config, [9; 32], metrics.clone()).unwrap();
+        // Another connection holds the write lock: the writer stalls, the queue fills.
+        let blocker = conn(dir.path());
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        for i in 0..200 {
+            r.record(event("192.0.2.1", &format!("/p{i}"), Kind::Page, 1));
+        }
+        let dropped = metrics.events_dropped.load(Relaxed);
+        assert!(dropped >= 200 - 16 - 4, "dropped {dropped}");
+        let waiting: Vec<_> = (0..40)
+            .map(|i| {
+                let r = r.clone();
+                rt.spawn(async move {
+                    r.keep(event("192.0.2.9", &format!("/robots{i}"), Kind::Robots, 1))
+                        .await
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        blocker.execute_batch("COMMIT").unwrap();
+        for h in waiting {
+            rt.block_on(h).unwrap().unwrap();
+        }
+        stop(r, w);
+        let c = conn(dir.path());
+        let robots: i64 = c
+            .query_row(
+                "SELECT count(*) FROM events WHERE kind = 'robots'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(robots, 40, "every evidence event was written");
+        assert_eq!(
+            metrics.events_dropped.load(Relaxed),
+            dropped,
+            "no evidence dropped"
+        );
+        assert!(verify(&c).unwrap().is_ok());
+    }
+
+    #[test]
+    fn old_addresses_become_pseudonyms_and_old_events_go_but_the_chain_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ms();
+        let day = 86_400_000;
+        let (r, w) = started(dir.path(), &config());
+        // ids 1-3: past retention; 4-5: past the raw-IP window; 6: recent; 7: old but held.
+        for (i, age_days) in [200, 200, 190, 5, 4, 0].iter().enumerate() {
+            r.record_blocking(event(
+                &format!("192.0.2.{}", i + 1),
+                "/",
+                Kind::Page,
+                now - age_days * day,
+            ))
+            .unwrap();
+        }
+        r.record_blocking(event(
+            "198.51.100.7",
+            "/held",
+            Kind::Canary,
+            now - 300 * day,
+        ))
+        .unwrap();
+        r.record_blocking(event("192.0.2.8", "/", Kind::Page, now))
+            .unwrap();
+        stop(r, w);
+        let mut c = conn(dir.path());
+        c.execute(
+            "INSERT INTO holds (client_key, reason, since_ms) VALUES ('c:198.51.100.7', 'test', 0)",
+            [],
+        )
+        .unwrap();
+        let key = privacy::ip_key(&[9; 32]);
+        let done = privacy::run(&mut c, &key, &config(), now).unwrap();
+        assert_eq!(
+            done,
+            privacy::Done {
+                pseudonymized: 2,
+                expired: 3
+            }
+        );
+        let rows: Vec<(i64, Option<String>, Option<Vec<u8>>, Option<String>)> = c
+            .prepare("SELECT id, client_ip, ip_nonce, ip_pseudonym FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![4, 5, 6, 7, 8]
+        );
+        assert_eq!(rows[0].1, None);
+        assert_eq!(rows[0].2, None);
+        assert_eq!(
+            rows[0].3.as_deref(),
+            Some(privacy::pseudonym(&key, "192.0.2.4").as_str())
+        );
+        assert_eq!(
+            rows[2].1.as_deref(),
+            Some("192.0.2.6"),
+            "recent address kept"
+        );
+        assert_eq!(
+            rows[3].1.as_deref(),
+            Some("198.51.100.7"),
+            "held client's address kept"
+        );
+        let v = verify(&c).unwrap().unwrap();
+        assert_eq!((v.events, v.anchors_used), (5, 1));
+        // The writer continues the chain after the gap.
+        let (r, w) = started(dir.path(), &config());
+        r.record_blocking(event("192.0.2.9", "/", Kind::Page, now))
+            .unwrap();
+        stop(r, w);
+        assert_eq!(verify(&conn(dir.path())).unwrap().unwrap().events, 6);
+    }
+
+    #[test]
+    fn a_failed_write_refuses_the_waiting_canary_and_keeps_the_chain_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = started(dir.path(), &config());
+        r.record_blocking(event("192.0.2.1", "/", Kind::Page, 1))
+            .unwrap();
+        r.flush_blocking().unwrap();
+        // A trigger stands in for a full disk: every insert fails.
+        let c = conn(dir.path());
+        c.execute_batch(
+            "CREATE TRIGGER fail BEFORE INSERT ON events BEGIN SELECT RAISE(FAIL, 'disk full'); END;",
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let refused = rt.block_on(r.commit(event("192.0.2.1", "/_fp/c/x.jpg", Kind::Canary, 2)));
+        assert!(matches!(refused, Err(RecordError::Write(_))), "{refused:?}");
+        c.execute_batch("DROP TRIGGER fail;").unwrap();
+        let id = rt
+            .block_on(r.commit(event("192.0.2.1", "/_fp/c/y.jpg", Kind::Canary, 3)))
+            .unwrap();
+        assert_eq!(id, 2, "the failed event's id was not burnt");
+        stop(r, w);
+        assert_eq!(verify(&conn(dir.path())).unwrap().unwrap().events, 2);
+    }
 }

@@ -667,7 +667,8 @@ mod tests {
                 expired: 3
             }
         );
-        let rows: Vec<(i64, Option<String>, Option<Vec<u8>>, Option<String>)> = c
+        type Row = (i64, Option<String>, Option<Vec<u8>>, Option<String>);
+        let rows: Vec<Row> = c
             .prepare("SELECT id, client_ip, ip_nonce, ip_pseudonym FROM events ORDER BY id")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))

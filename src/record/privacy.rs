@@ -4,7 +4,8 @@
 //! (HMAC-SHA256 under a key derived from the deployment secret), unless the client is held
 //! (flagged or in a case: table `holds`). After `retention_days` events are deleted unless
 //! held; the chain value of the last event of each deleted run is kept as an anchor, so the
-//! remaining chain still verifies. Neither step touches a field the chain covers.
+//! remaining chain still verifies. Neither step touches a field the chain covers. Tokens the
+//! edge minted past retention whose image was never fetched are deleted too.
 
 use crate::config::RecordConfig;
 use hmac::{Hmac, Mac};
@@ -37,6 +38,8 @@ pub fn pseudonym(key: &[u8; 32], ip: &str) -> String {
 pub struct Done {
     pub pseudonymized: u64,
     pub expired: u64,
+    /// Tokens minted by the edge past retention whose image was never fetched.
+    pub tokens_expired: u64,
 }
 
 /// Runs both steps for events older than their windows at `now_ms`.
@@ -60,6 +63,20 @@ pub fn run(
     while (done.pseudonymized as usize) < PER_RUN {
         let n = pseudonymize_chunk(conn, key, ip_before)?;
         done.pseudonymized += n as u64;
+        if n < CHUNK {
+            break;
+        }
+    }
+    while (done.tokens_expired as usize) < PER_RUN {
+        let n = conn.execute(
+            "DELETE FROM tokens WHERE id IN (
+                SELECT id FROM tokens
+                WHERE created_ms < ?1 AND minted_by = 'edge'
+                  AND NOT EXISTS (SELECT 1 FROM events WHERE events.token = tokens.token)
+                LIMIT ?2)",
+            params![keep_before, CHUNK as i64],
+        )?;
+        done.tokens_expired += n as u64;
         if n < CHUNK {
             break;
         }

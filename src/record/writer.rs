@@ -276,10 +276,11 @@ impl Writer {
                     .ips_pseudonymized
                     .fetch_add(done.pseudonymized, Relaxed);
                 self.metrics.events_expired.fetch_add(done.expired, Relaxed);
-                if done.pseudonymized + done.expired > 0 {
+                if done.pseudonymized + done.expired + done.tokens_expired > 0 {
                     tracing::info!(
                         pseudonymized = done.pseudonymized,
                         expired = done.expired,
+                        tokens_expired = done.tokens_expired,
                         "privacy job: raw addresses past record.raw_ip_hours replaced by pseudonyms, \
                          events past record.retention_days deleted"
                     );
@@ -642,13 +643,10 @@ mod tests {
             ))
             .unwrap();
         }
-        r.record_blocking(event(
-            "198.51.100.7",
-            "/held",
-            Kind::Canary,
-            now - 300 * day,
-        ))
-        .unwrap();
+        let fetched = Token::random();
+        let mut held = event("198.51.100.7", "/held", Kind::Canary, now - 300 * day);
+        held.token = Some(fetched);
+        r.record_blocking(held).unwrap();
         r.record_blocking(event("192.0.2.8", "/", Kind::Page, now))
             .unwrap();
         stop(r, w);
@@ -658,14 +656,35 @@ mod tests {
             [],
         )
         .unwrap();
+        for t in [Token::random(), fetched] {
+            c.execute(
+                "INSERT INTO tokens (token, identity_seed, variant_seed, size, renderer, created_ms,
+                    client_key, minted_by) VALUES (?1, 1, 2, 256, 1, ?2, 'c:x', 'edge')",
+                params![&t.0[..], now - 200 * day],
+            )
+            .unwrap();
+        }
         let key = privacy::ip_key(&[9; 32]);
         let done = privacy::run(&mut c, &key, &config(), now).unwrap();
         assert_eq!(
             done,
             privacy::Done {
                 pseudonymized: 2,
-                expired: 3
+                expired: 3,
+                tokens_expired: 1,
             }
+        );
+        let left: Vec<Vec<u8>> = c
+            .prepare("SELECT token FROM tokens")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            left,
+            vec![fetched.0.to_vec()],
+            "an old token whose image was fetched stays"
         );
         type Row = (i64, Option<String>, Option<Vec<u8>>, Option<String>);
         let rows: Vec<Row> = c

@@ -210,19 +210,23 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(app, peer, req).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         let metrics = metrics.clone();
+        let head_timeout = Duration::from_secs(s.header_timeout_secs);
         tokio::spawn(async move {
             metrics.connections_open.fetch_add(1, Relaxed);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            // hyper's head timeout starts once it knows HTTP/1 from HTTP/2; a client that
+            // sends nothing (or half the HTTP/2 preface) must not hold a slot for ever.
+            if protocol_known(&stream, head_timeout).await {
+                let service = hyper::service::service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(handle(app, peer, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
             }
             metrics.connections_open.fetch_sub(1, Relaxed);
             drop(permit);
@@ -248,6 +252,35 @@ pub async fn serve(
         Err(e) => tracing::error!(error = %e, "recorder could not be flushed"),
     }
     Ok(())
+}
+
+/// The HTTP/2 connection preface; anything else is read as HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits, at most `timeout`, until the first bytes tell HTTP/1 from HTTP/2; false when the
+/// client sent nothing decisive in time or closed.
+async fn protocol_known(stream: &tokio::net::TcpStream, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; 24];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        if n == H2_PREFACE.len() || buf[..n] != H2_PREFACE[..n] {
+            return true;
+        }
+        // Part of the HTTP/2 preface so far: wait for the rest, still within the deadline.
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(20)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
 }
 
 async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
@@ -405,6 +438,15 @@ impl App {
             Ok(resp) => {
                 let resp = resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
                 self.site_response(&parts, resp, event, started)
+            }
+            Err(proxy::ProxyError::BodyTooLarge) => {
+                self.metrics.rejected_requests.fetch_add(1, Relaxed);
+                let mut r = text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "text/plain; charset=utf-8",
+                    "request body too large\n",
+                );
+                self.finish(&parts, &mut r, event, started, Kind::Other)
             }
             Err(e) => {
                 self.metrics.upstream_errors.fetch_add(1, Relaxed);

@@ -44,6 +44,8 @@ pub enum ProxyError {
     Timeout(Duration),
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
+    #[error("request body larger than serve.max_body_bytes")]
+    BodyTooLarge,
 }
 
 pub struct Proxy {
@@ -193,7 +195,13 @@ impl Proxy {
         let response = tokio::time::timeout(self.timeout, self.client.request(req))
             .await
             .map_err(|_| ProxyError::Timeout(self.timeout))?
-            .map_err(|e| ProxyError::Unreachable(error_chain(&e)))?;
+            .map_err(|e| {
+                if body_too_large(&e) {
+                    ProxyError::BodyTooLarge
+                } else {
+                    ProxyError::Unreachable(error_chain(&e))
+                }
+            })?;
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, body))
@@ -231,6 +239,18 @@ impl Proxy {
             .to_bytes();
         Some((status, body.to_vec()))
     }
+}
+
+/// Whether a client error came from the request body passing `serve.max_body_bytes`.
+fn body_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

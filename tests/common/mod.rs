@@ -74,3 +74,329 @@ impl Env {
         (lines, o)
     }
 }
+
+// ---- `faceprobe serve` end to end: a server on free ports, an HTTP client, the event store.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server has to answer /healthz after it is started, and to exit after SIGTERM.
+pub const SERVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A port of 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The two listeners of one `faceprobe serve`.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeAddrs {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Env {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Rewrites the config file for `serve` on free ports of 127.0.0.1: `serve_keys` go into
+    /// `[serve]` (e.g. `mode = "demo"`), `more` is appended as further sections.
+    pub fn configure_serve(&self, serve_keys: &str, more: &str) -> ServeAddrs {
+        let addrs = ServeAddrs {
+            public: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        };
+        let text = format!(
+            "[store]\ndata_dir = {:?}\n\n[serve]\nlisten = \"{}\"\nadmin_listen = \"{}\"\n{}\n\n{}\n",
+            self.data_dir().to_str().unwrap(),
+            addrs.public,
+            addrs.admin,
+            serve_keys,
+            more
+        );
+        std::fs::write(&self.config, text).unwrap();
+        addrs
+    }
+
+    /// Starts `faceprobe serve` with the config file and waits until its admin listener
+    /// answers `/healthz` (panics with the server's log when it does not within
+    /// `SERVE_TIMEOUT`).
+    pub fn serve(&self, addrs: ServeAddrs) -> Server {
+        let n = std::fs::read_dir(self.dir.path()).unwrap().count();
+        let log = self.path(&format!("serve-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_faceprobe"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server { child, addrs, log };
+        server.wait_healthy();
+        server
+    }
+
+    /// The event store, opened read-only beside the running server.
+    pub fn db(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.data_dir().join("faceprobe.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
+    }
+}
+
+/// A running `faceprobe serve`; killed (SIGKILL) when dropped if it still runs.
+pub struct Server {
+    pub child: Child,
+    pub addrs: ServeAddrs,
+    /// The server's stderr.
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addrs.public, path)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_healthy(&mut self) {
+        let agent = http_agent();
+        let url = format!("http://{}/healthz", self.addrs.admin);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "faceprobe serve exited ({status}) before it was healthy:\n{}",
+                    self.log_text()
+                );
+            }
+            if let Ok(mut r) = agent.get(&url).call() {
+                let body = r.body_mut().read_to_string().unwrap_or_default();
+                if r.status() == 200 && body.trim() == "ok" {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < SERVE_TIMEOUT,
+                "faceprobe serve did not answer {url} with 200 \"ok\" within {SERVE_TIMEOUT:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Asks for a graceful shutdown (SIGTERM) and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped (no wait yet).
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill -TERM {pid}");
+        self.wait_exit()
+    }
+
+    /// Kills the server at once (SIGKILL): no shutdown code runs.
+    pub fn kill9(&mut self) -> ExitStatus {
+        self.child.kill().unwrap();
+        self.wait_exit()
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > SERVE_TIMEOUT {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "faceprobe serve did not exit within {SERVE_TIMEOUT:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A plain HTTP client: statuses are answers, not errors; redirects are not followed; no
+/// request waits more than 20 s.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build(),
+    )
+}
+
+/// One complete response.
+pub struct Fetched {
+    pub status: u16,
+    pub content_type: String,
+    pub content_length: Option<usize>,
+    pub body: Vec<u8>,
+}
+
+impl Fetched {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// GET `url` and read the whole body; an error when the connection fails or the body is cut
+/// short (fewer bytes than its Content-Length).
+pub fn fetch(agent: &ureq::Agent, url: &str) -> Result<Fetched, String> {
+    let mut r = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let content_length = header("content-length").and_then(|v| v.parse().ok());
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| format!("{url}: body: {e}"))?;
+    if let Some(n) = content_length {
+        if body.len() != n {
+            return Err(format!("{url}: {} bytes of {n}", body.len()));
+        }
+    }
+    Ok(Fetched {
+        status: r.status().as_u16(),
+        content_type,
+        content_length,
+        body,
+    })
+}
+
+/// The `src` of every `<img>` and the `href` of every `<a>`, as an HTML parser sees them.
+pub fn img_and_link_urls(html: &str) -> (Vec<String>, Vec<String>) {
+    let doc = scraper::Html::parse_document(html);
+    let attr = |selector: &str, name: &str| -> Vec<String> {
+        let selector = scraper::Selector::parse(selector).unwrap();
+        doc.select(&selector)
+            .filter_map(|e| e.value().attr(name))
+            .map(str::to_string)
+            .collect()
+    };
+    (attr("img[src]", "src"), attr("a[href]", "href"))
+}
+
+/// Resolves a link found on `page` (an `http://host:port/...` URL) when it stays on the same
+/// origin; `None` for other origins and schemes.
+pub fn same_origin(page: &str, link: &str) -> Option<String> {
+    let rest = page.strip_prefix("http://")?;
+    let origin_len = "http://".len() + rest.find('/').unwrap_or(rest.len());
+    let origin = &page[..origin_len];
+    let link = link.split('#').next().unwrap_or("");
+    if link.is_empty() {
+        return None;
+    }
+    if let Some(l) = link.strip_prefix(origin) {
+        return Some(format!("{origin}{}", if l.is_empty() { "/" } else { l }));
+    }
+    if link.starts_with("//") || link.contains(':') && !link.starts_with('/') {
+        return None;
+    }
+    if link.starts_with('/') {
+        return Some(format!("{origin}{link}"));
+    }
+    let path = page[origin_len..].split(['?', '#']).next().unwrap_or("/");
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = if dir.is_empty() { "/" } else { dir };
+    Some(format!("{origin}{dir}{link}"))
+}
+
+/// The token of a canary image URL (`…/_fp/c/{TOKEN}.jpg`), if it is one.
+pub fn canary_token(url: &str) -> Option<String> {
+    let rest = &url[url.find("/_fp/c/")? + "/_fp/c/".len()..];
+    let token = rest.split(['?', '#']).next()?.strip_suffix(".jpg")?;
+    (token.len() == 22).then(|| token.to_string())
+}
+
+/// The 16 raw bytes a base64url token stands for (as stored in `events.token`).
+pub fn token_bytes(token: &str) -> Vec<u8> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .unwrap_or_else(|e| panic!("token {token:?} is not base64url: {e}"));
+    assert_eq!(bytes.len(), 16, "token {token:?} is not 128 bits");
+    bytes
+}
+
+/// A complete JPEG: SOI at the start, EOI at the end.
+pub fn is_whole_jpeg(body: &[u8]) -> bool {
+    body.len() > 4 && body.starts_with(&[0xFF, 0xD8]) && body.ends_with(&[0xFF, 0xD9])
+}
+
+/// Waits (at most `SERVE_TIMEOUT`) until the writer has committed an event for `path`: the
+/// writer commits events in order, so every event before it is in the store too.
+pub fn wait_for_event(env: &Env, path: &str) {
+    let start = Instant::now();
+    loop {
+        let n: i64 = env
+            .db()
+            .query_row("SELECT count(*) FROM events WHERE path = ?1", [path], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        if n > 0 {
+            return;
+        }
+        assert!(
+            start.elapsed() < SERVE_TIMEOUT,
+            "no event for {path} was committed within {SERVE_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether a test tool is installed; when it is not and FACEPROBE_REQUIRE_TOOLS is set (by
+/// scripts/test), the test fails instead of skipping.
+pub fn tool_available(name: &str, install: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("FACEPROBE_REQUIRE_TOOLS").is_err(),
+            "{name} is required ({install})"
+        );
+        eprintln!("{name} not installed: skipping (scripts/test installs it: {install})");
+    }
+    found
+}

@@ -43,7 +43,7 @@ fn event(i: u64) -> Event {
         sec_fetch_user: Some("?1".into()),
         cookie_sent: true,
         header_order: "host,user-agent,accept,accept-language,accept-encoding,referer,cookie".into(),
-        kind: Some(if i % 10 == 0 { Kind::Asset } else { Kind::Page }),
+        kind: Some(if i.is_multiple_of(10) { Kind::Asset } else { Kind::Page }),
         ..Event::default()
     }
 }

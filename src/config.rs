@@ -218,7 +218,7 @@ impl Default for MatchConfig {
         MatchConfig {
             confidence_threshold: 0.5,
             max_candidates: 8,
-            max_hash_distance: 32,
+            max_hash_distance: 31,
             crop_search: true,
             max_file_bytes: 64 * 1024 * 1024,
             max_dimension: 16_384,

@@ -12,10 +12,14 @@ use std::sync::OnceLock;
 const CHUNK_BITS: u32 = 16;
 const BUCKETS: usize = 1 << CHUNK_BITS;
 
-/// One bucket table: items of bucket b are `items[offsets[b]..offsets[b + 1]]`.
+/// One bucket table: items of bucket b are `items[offsets[b]..offsets[b + 1]]`. For 64-bit
+/// keys the keys themselves sit beside the items (`inline`), so scanning a bucket reads memory
+/// in order instead of jumping to each key: the crop pass makes hundreds of searches per image.
+/// (For 128-bit keys half a key is too weak a bound to pay for its memory.)
 struct Table {
     offsets: Vec<u32>,
     items: Vec<u32>,
+    inline: Vec<u64>,
 }
 
 /// A multi-index over `n` keys of `words` × 64 bits.
@@ -66,7 +70,16 @@ impl Mih {
                     items[fill[b] as usize] = i as u32;
                     fill[b] += 1;
                 }
-                Table { offsets, items }
+                let inline = if words == 1 {
+                    items.iter().map(|&i| keys[i as usize]).collect()
+                } else {
+                    Vec::new()
+                };
+                Table {
+                    offsets,
+                    items,
+                    inline,
+                }
             })
             .collect();
         Mih {
@@ -90,7 +103,7 @@ impl Mih {
             + self
                 .tables
                 .iter()
-                .map(|t| t.offsets.len() * 4 + t.items.len() * 4)
+                .map(|t| t.offsets.len() * 4 + t.items.len() * 4 + t.inline.len() * 8)
                 .sum::<usize>()
     }
 
@@ -111,7 +124,11 @@ impl Mih {
             return Vec::new();
         }
         let chunks = self.tables.len() as u32;
-        let mut seen = vec![0u64; n.div_ceil(64)];
+        let mut seen = if self.words == 1 {
+            Vec::new()
+        } else {
+            vec![0u64; n.div_ceil(64)]
+        };
         let mut hits: Vec<Hit> = Vec::new();
         let masks = masks_by_weight();
         for rho in 0..=CHUNK_BITS {
@@ -120,6 +137,20 @@ impl Mih {
                 for &m in &masks[rho as usize] {
                     let b = (q ^ m) as usize;
                     let (lo, hi) = (table.offsets[b] as usize, table.offsets[b + 1] as usize);
+                    if self.words == 1 {
+                        // A key found through several chunks is pushed once per chunk; the
+                        // duplicates go below.
+                        for (j, &key) in table.inline[lo..hi].iter().enumerate() {
+                            let distance = (key ^ query[0]).count_ones();
+                            if distance <= max_distance {
+                                hits.push(Hit {
+                                    distance,
+                                    item: table.items[lo + j],
+                                });
+                            }
+                        }
+                        continue;
+                    }
                     for &item in &table.items[lo..hi] {
                         let (w, bit) = (item as usize / 64, item % 64);
                         if seen[w] >> bit & 1 == 1 {
@@ -136,6 +167,7 @@ impl Mih {
             // Every key within this distance has now been seen.
             let certain = chunks * (rho + 1) - 1;
             hits.sort_unstable();
+            hits.dedup();
             hits.truncate(k.max(1) * 4);
             let found = hits.iter().filter(|h| h.distance <= certain).count();
             if found >= k || certain >= max_distance {

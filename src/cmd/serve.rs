@@ -38,29 +38,35 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         .thread_name("faceprobe-edge")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(faceprobe::edge::serve(config, shutdown_signal()))?;
+    runtime.block_on(async {
+        // Registered before anything is served: a SIGTERM that comes early must still be a
+        // graceful shutdown, not the default action (kill).
+        let shutdown = shutdown_signal().context("installing the SIGTERM/SIGINT handlers")?;
+        faceprobe::edge::serve(config, shutdown).await?;
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+/// Installs the handlers now; the future completes on the first SIGTERM or SIGINT.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
         tokio::select! {
             _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
+        tracing::info!("signal received");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
         let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("signal received");
+        tracing::info!("signal received");
+    })
 }

@@ -193,10 +193,12 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
+            biased;
             _ = &mut shutdown => break,
             p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
         let (stream, peer) = tokio::select! {
+            biased;
             _ = &mut shutdown => break,
             accepted = public.accept() => match accepted {
                 Ok(a) => a,

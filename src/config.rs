@@ -93,6 +93,9 @@ pub struct RecordConfig {
     pub queue_capacity: usize,
     /// Events committed in one transaction at most.
     pub batch_max: usize,
+    /// Microseconds a batch stays open for more events before it is committed (group
+    /// commit: one fsync for many events); a canary waits at most this long plus the commit.
+    pub commit_linger_us: u64,
     /// `full` (every commit reaches the disk: survives power loss) or `normal` (survives a
     /// crash of faceprobe, not of the machine).
     pub synchronous: String,
@@ -190,6 +193,7 @@ impl Default for RecordConfig {
         RecordConfig {
             queue_capacity: 16_384,
             batch_max: 4096,
+            commit_linger_us: 2000,
             synchronous: "full".to_string(),
             raw_ip_hours: 72,
             retention_days: 180,
@@ -205,7 +209,7 @@ impl Default for CanaryConfig {
             jpeg_quality: 90,
             identity_pool_size: 100_000,
             identities_per_client: 2,
-            render_ahead_per_second: 20,
+            render_ahead_per_second: 5,
             cache_entries: 1024,
             gallery_canaries: 4,
             gallery_links: 3,
@@ -402,6 +406,13 @@ impl Config {
                 "record.queue_capacity / batch_max",
                 format!("{} / {}", r.queue_capacity, r.batch_max),
                 "use a queue of at least 16 and a batch of at least 1",
+            ));
+        }
+        if r.commit_linger_us > 1_000_000 {
+            return Err(invalid(
+                "record.commit_linger_us",
+                r.commit_linger_us.to_string(),
+                "use 0 to 1000000 (a second)",
             ));
         }
         if !["full", "normal"].contains(&r.synchronous.as_str()) {

@@ -149,13 +149,24 @@ impl Writer {
         // Purge once at start, so a deployment that restarts often still honours the window.
         self.purge_if_due(true);
         let mut batch = Vec::with_capacity(self.config.batch_max);
+        let linger = Duration::from_micros(self.config.commit_linger_us);
         while let Some(first) = rx.blocking_recv() {
+            let opened = Instant::now();
             batch.push(first);
-            while batch.len() < self.config.batch_max {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
+            // Group commit: a commit (and its fsync) costs far more than an insert, so a batch
+            // stays open up to `commit_linger_us` for what arrives meanwhile.
+            loop {
+                while batch.len() < self.config.batch_max {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
                 }
+                let waited = opened.elapsed();
+                if batch.len() >= self.config.batch_max || waited >= linger || rx.is_closed() {
+                    break;
+                }
+                std::thread::sleep((linger - waited).min(Duration::from_micros(500)));
             }
             self.metrics.queue_depth.store(rx.len() as i64, Relaxed);
             let tick = self.write_batch(&mut batch);

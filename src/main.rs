@@ -3,6 +3,11 @@
 
 mod cmd;
 
+// The edge allocates per request (headers, events); glibc's allocator spent a tenth of the
+// edge's time in consolidation and trimming under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

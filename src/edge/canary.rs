@@ -20,7 +20,7 @@ use crate::store::{now_ms, tokens, Store, StoreError};
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -116,6 +116,14 @@ impl Canaries {
         if let Some(ids) = lock(&self.identities).get(&key) {
             return ids.clone();
         }
+        // Seen before a restart (or evicted from memory): the same identities again. One
+        // indexed read, once per client per process.
+        if let Ok(known) = tokens::client_identities(&lock(&self.db), &key) {
+            if !known.is_empty() {
+                lock(&self.identities).insert(key, known.clone());
+                return known;
+            }
+        }
         let n = u64::from(self.config.identities_per_client);
         let first = self.pool_next.fetch_add(n, Relaxed);
         let assigned: Vec<(u64, u64)> = (first..first + n)
@@ -158,32 +166,22 @@ impl Canaries {
     }
 
     /// A token minted here: from memory, else from SQLite (blocking; call off the runtime).
-    pub fn lookup_blocking(&self, token: &Token) -> Result<Option<Mint>, rusqlite::Error> {
+    pub fn lookup_blocking(&self, token: &Token) -> Result<Option<Mint>, StoreError> {
         if let Some(m) = lock(&self.mints).get(token) {
             return Ok(Some(m.clone()));
         }
-        lock(&self.db)
-            .query_row(
-                "SELECT identity_seed, variant_seed, size, renderer, created_ms, client_key,
-                        parent_token, depth
-                 FROM tokens WHERE token = ?1",
-                [&token.0[..]],
-                |r| {
-                    let parent: Option<Vec<u8>> = r.get(6)?;
-                    Ok(Mint {
-                        token: *token,
-                        identity_seed: r.get::<_, i64>(0)? as u64,
-                        variant_seed: r.get::<_, i64>(1)? as u64,
-                        size: r.get(2)?,
-                        renderer: r.get(3)?,
-                        created_ms: r.get(4)?,
-                        client_key: r.get(5)?,
-                        parent: parent.and_then(|p| p.try_into().ok().map(Token)),
-                        depth: r.get(7)?,
-                    })
-                },
-            )
-            .optional()
+        let row = tokens::by_token(&lock(&self.db), token)?;
+        Ok(row.map(|r| Mint {
+            token: r.token,
+            identity_seed: r.identity_seed,
+            variant_seed: r.variant_seed,
+            size: r.size,
+            renderer: r.renderer,
+            created_ms: r.created_ms,
+            client_key: r.client_key,
+            parent: r.parent_token,
+            depth: r.depth,
+        }))
     }
 
     /// The canary as served: rendered ahead, or now (blocking; call off the runtime).
@@ -267,4 +265,73 @@ fn render(scheme: &Scheme, mint: &Mint, quality: u8) -> Option<Rendered> {
 /// whatever a panicking holder was doing.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RecordConfig;
+
+    fn canaries(dir: &Path) -> (Canaries, Recorder, crate::record::WriterHandle) {
+        let metrics = Arc::new(Metrics::default());
+        let config = RecordConfig {
+            synchronous: "normal".into(),
+            ..RecordConfig::default()
+        };
+        let (rec, writer) = crate::record::start(dir, &config, [5; 32], metrics.clone()).unwrap();
+        let c = Canaries::new(
+            dir,
+            [5; 32],
+            CanaryConfig::default(),
+            90,
+            rec.clone(),
+            metrics,
+        )
+        .unwrap();
+        (c, rec, writer)
+    }
+
+    #[test]
+    fn a_client_keeps_its_identities_across_a_restart_and_new_clients_get_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, rec, writer) = canaries(dir.path());
+        let first: Vec<u64> = (0..20).map(|_| c.mint("c:a", None).identity_seed).collect();
+        let b = c.mint("c:b", None).identity_seed;
+        assert!(
+            !first.contains(&b),
+            "a new client is shown identities no other client has"
+        );
+        rec.flush_blocking().unwrap();
+        drop((c, rec));
+        writer.join();
+        let (c, rec, writer) = canaries(dir.path());
+        let again = c.mint("c:a", None).identity_seed;
+        assert!(first.contains(&again), "same identities after a restart");
+        let new = c.mint("c:new", None).identity_seed;
+        assert!(
+            !first.contains(&new) && new != b,
+            "the pool counter survived the restart"
+        );
+        drop((c, rec));
+        writer.join();
+    }
+
+    #[test]
+    fn gallery_tokens_record_their_parent_and_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, rec, writer) = canaries(dir.path());
+        let root = c.mint("c:a", None);
+        let (html, mints) = c.gallery("c:a", &root);
+        assert_eq!(mints.len(), 7);
+        assert!(mints
+            .iter()
+            .all(|m| m.parent == Some(root.token) && m.depth == 1));
+        for m in &mints {
+            assert!(html.contains(&m.token.to_string()));
+        }
+        let deeper = c.gallery("c:a", &mints[6]).1;
+        assert!(deeper.iter().all(|m| m.depth == 2));
+        drop((c, rec));
+        writer.join();
+    }
 }

@@ -20,6 +20,10 @@ pub struct TokenRow {
     pub client_key: String,
     pub minted_by: String,
     pub minting_event: Option<i64>,
+    /// The trap-gallery token whose page minted this one, if any.
+    pub parent_token: Option<Token>,
+    /// Gallery depth: 0 for a token planted in a site page.
+    pub depth: u32,
 }
 
 /// What a new token row holds; the hashes may come later (hashing is off the request path).
@@ -102,7 +106,7 @@ pub fn insert(conn: &Connection, t: &NewToken) -> Result<i64, StoreError> {
 }
 
 const ROW_COLUMNS: &str = "id, token, identity_seed, variant_seed, size, created_ms, client_key,
-                           minted_by, minting_event, renderer";
+                           minted_by, minting_event, renderer, parent_token, depth";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
     let bytes: Vec<u8> = r.get(1)?;
@@ -120,6 +124,10 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
         minted_by: r.get(7)?,
         minting_event: r.get(8)?,
         renderer: r.get(9)?,
+        parent_token: r
+            .get::<_, Option<Vec<u8>>>(10)?
+            .and_then(|p| p.try_into().ok().map(Token)),
+        depth: r.get(11)?,
     })
 }
 

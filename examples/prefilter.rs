@@ -1,0 +1,55 @@
+//! Calibration of the matcher's prefilter (matcher.rs PREFILTER_SIDE / PREFILTER_LOW): the grey
+//! low-band correlation between a found image (after every damage of the attribution benchmark,
+//! and random chains) and a small render of the true canary, of another identity, and of another
+//! variant of the same identity.
+//! cargo run --release --example prefilter -- [IDENTITIES] [SIDE]
+
+use faceprobe::canary::align::Probe;
+use faceprobe::canary::eval::{Damage, Transform};
+use faceprobe::canary::hash::Frame;
+use faceprobe::canary::render::render_seeds;
+use rand::SeedableRng;
+
+fn pct(v: &mut [f32]) -> String {
+    v.sort_by(f32::total_cmp);
+    let at = |p: f32| v[((v.len() - 1) as f32 * p) as usize];
+    format!(
+        "min {:.3} p1 {:.3} p50 {:.3} p99 {:.3} max {:.3}",
+        at(0.0),
+        at(0.01),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    )
+}
+
+fn main() {
+    let arg = |i: usize| std::env::args().nth(i).and_then(|a| a.parse().ok());
+    let n: u64 = arg(1).unwrap_or(40);
+    let side: u32 = arg(2).map(|v: u64| v as u32).unwrap_or(64);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut damages: Vec<Damage> = Transform::EASY
+        .iter()
+        .chain(&Transform::HARD)
+        .map(|t| Damage(vec![*t]))
+        .collect();
+    for _ in 0..4 {
+        damages.push(Damage::random_chain(&mut rng));
+    }
+    let (mut truth, mut other, mut sibling) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let img = render_seeds(i, 1000 + i, 256);
+        let small = |id: u64, var: u64| Frame::of_rgb(&render_seeds(id, var, side));
+        let own = small(i, 1000 + i);
+        for d in &damages {
+            let p = Probe::new(&Frame::of_rgb(&d.apply(&img, &mut rng)));
+            truth.push(p.whole(&own).low.max(p.align(&own).low));
+            other.push(p.align(&small(i + 7777, 3000 + i)).low);
+            sibling.push(p.align(&small(i, 5000 + i)).low);
+        }
+    }
+    println!("{n} identities x {} damages, candidates rendered at {side} px", damages.len());
+    println!("true canary                  {}", pct(&mut truth));
+    println!("other identity               {}", pct(&mut other));
+    println!("same identity, other variant {}", pct(&mut sibling));
+}

@@ -48,7 +48,10 @@ fn main() {
             sibling.push(p.align(&small(i, 5000 + i)).low);
         }
     }
-    println!("{n} identities x {} damages, candidates rendered at {side} px", damages.len());
+    println!(
+        "{n} identities x {} damages, candidates rendered at {side} px",
+        damages.len()
+    );
     println!("true canary                  {}", pct(&mut truth));
     println!("other identity               {}", pct(&mut other));
     println!("same identity, other variant {}", pct(&mut sibling));

@@ -5,7 +5,7 @@
 //! cargo run --release --example prefilter -- [IDENTITIES] [SIDE]
 
 use faceprobe::canary::align::Probe;
-use faceprobe::canary::eval::{Damage, Transform};
+use faceprobe::canary::eval::Damage;
 use faceprobe::canary::hash::Frame;
 use faceprobe::canary::render::render_seeds;
 use rand::SeedableRng;
@@ -28,14 +28,7 @@ fn main() {
     let n: u64 = arg(1).unwrap_or(40);
     let side: u32 = arg(2).map(|v: u64| v as u32).unwrap_or(64);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let mut damages: Vec<Damage> = Transform::EASY
-        .iter()
-        .chain(&Transform::HARD)
-        .map(|t| Damage(vec![*t]))
-        .collect();
-    for _ in 0..4 {
-        damages.push(Damage::random_chain(&mut rng));
-    }
+    let damages = Damage::calibration_set(4, &mut rng);
     let (mut truth, mut other, mut sibling) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         let img = render_seeds(i, 1000 + i, 256);

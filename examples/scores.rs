@@ -4,7 +4,7 @@
 //! cargo run --release --example scores -- [N]
 
 use faceprobe::canary::align::Probe;
-use faceprobe::canary::eval::{Damage, Transform};
+use faceprobe::canary::eval::Damage;
 use faceprobe::canary::hash::Frame;
 use faceprobe::canary::render::render_seeds;
 use rand::SeedableRng;
@@ -29,14 +29,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(60);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let mut damages: Vec<Damage> = Transform::EASY
-        .iter()
-        .chain(&Transform::HARD)
-        .map(|t| Damage(vec![*t]))
-        .collect();
-    for _ in 0..3 {
-        damages.push(Damage::random_chain(&mut rng));
-    }
+    let damages = Damage::calibration_set(3, &mut rng);
     let mut worst_true: Vec<(String, Vec<f32>)> =
         damages.iter().map(|d| (d.name(), Vec::new())).collect();
     let (mut same_id, mut other_id) = (Vec::new(), Vec::new());

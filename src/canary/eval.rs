@@ -129,6 +129,20 @@ impl Damage {
         self.0.iter().fold(img.clone(), |acc, t| t.apply(&acc, rng))
     }
 
+    /// Every single transform of both lists, then `chains` random chains: the damages the
+    /// calibration examples score against.
+    pub fn calibration_set(chains: usize, rng: &mut impl Rng) -> Vec<Damage> {
+        let mut all: Vec<Damage> = Transform::EASY
+            .iter()
+            .chain(&Transform::HARD)
+            .map(|t| Damage(vec![*t]))
+            .collect();
+        for _ in 0..chains {
+            all.push(Damage::random_chain(rng));
+        }
+        all
+    }
+
     /// Three transforms drawn from both lists, no kind twice.
     pub fn random_chain(rng: &mut impl Rng) -> Damage {
         let all: Vec<Transform> = Transform::EASY

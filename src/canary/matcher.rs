@@ -39,7 +39,7 @@ const SAME_PICTURE_SPREAD: u32 = 12;
 /// their grey low band; only those that agree are rendered at size and scored finely.
 const PREFILTER_SIDE: u32 = 64;
 /// The low-band correlation a nominee's small render must reach. Measured over 40 identities
-/// × 22 damages (every one of the attribution benchmark, crops and chains included): the true
+/// × 21 damages (every one of the attribution benchmark, crops and chains included): the true
 /// canary scores ≥ 0.98; other identities ≤ 0.80, other variants of the same identity ≤ 0.92
 /// (those go on to the fine comparison, which tells them apart).
 const PREFILTER_LOW: f32 = 0.85;

@@ -353,6 +353,8 @@ pub fn insert_bench_tokens(
                 minted_by: "bench",
                 minting_event: None,
                 hashes: Some((scheme_id, h)),
+                parent_token: None,
+                depth: 0,
             },
         )?;
     }

@@ -467,6 +467,8 @@ mod tests {
                             center_phash: 3,
                         },
                     )),
+                    parent_token: None,
+                    depth: 0,
                 },
             )
             .unwrap();

@@ -139,6 +139,8 @@ impl Minter {
                 minted_by: req.minted_by,
                 minting_event: req.minting_event,
                 hashes: Some((self.scheme_id, hashes)),
+                parent_token: None,
+                depth: 0,
             },
         )?;
         Ok(Minted {

@@ -439,24 +439,24 @@ fn insert_event(
 }
 
 fn insert_token(tx: &Transaction, m: &Mint, minting_event: Option<i64>) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO tokens (token, identity_seed, variant_seed, size, renderer,
-            created_ms, client_key, minted_by, minting_event, parent_token, depth)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'edge', ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        &m.token.0[..],
-        m.identity_seed as i64,
-        m.variant_seed as i64,
-        m.size,
-        m.renderer,
-        m.created_ms,
-        m.client_key,
-        minting_event,
-        m.parent.map(|t| t.0.to_vec()),
-        m.depth,
-    ])?;
-    Ok(())
+    tokens::insert_if_new(
+        tx,
+        &tokens::NewToken {
+            token: m.token,
+            identity_seed: m.identity_seed,
+            variant_seed: m.variant_seed,
+            size: m.size,
+            renderer: m.renderer,
+            created_ms: m.created_ms,
+            client_key: &m.client_key,
+            minted_by: "edge",
+            minting_event,
+            hashes: None,
+            parent_token: m.parent,
+            depth: m.depth,
+        },
+    )
+    .map_err(store_to_sql)
 }
 
 #[cfg(test)]

@@ -39,6 +39,10 @@ pub struct NewToken<'a> {
     pub minted_by: &'a str,
     pub minting_event: Option<i64>,
     pub hashes: Option<(i64, crate::canary::hash::Hashes)>,
+    /// The trap-gallery token whose page minted this one, if any.
+    pub parent_token: Option<Token>,
+    /// Gallery depth: 0 for a token planted in a site page.
+    pub depth: u32,
 }
 
 /// One recorded fetch of a token's image.
@@ -73,7 +77,19 @@ pub fn scheme_id(conn: &Connection, name: &str, params_json: &str) -> Result<i64
     )
 }
 
+/// Inserts a new token; its id.
 pub fn insert(conn: &Connection, t: &NewToken) -> Result<i64, StoreError> {
+    write(conn, t, "INSERT")?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Inserts a token unless it is already stored (the edge writes a token row both with the page
+/// view that minted it and, in case that event was dropped, with its first fetch).
+pub fn insert_if_new(conn: &Connection, t: &NewToken) -> Result<(), StoreError> {
+    write(conn, t, "INSERT OR IGNORE").map(|_| ())
+}
+
+fn write(conn: &Connection, t: &NewToken, verb: &str) -> Result<usize, StoreError> {
     let (scheme, h) = match &t.hashes {
         Some((s, h)) => (
             Some(*s),
@@ -81,13 +97,13 @@ pub fn insert(conn: &Connection, t: &NewToken) -> Result<i64, StoreError> {
         ),
         None => (None, None),
     };
-    conn.prepare_cached(
-        "INSERT INTO tokens (token, identity_seed, variant_seed, size, renderer, created_ms,
+    let sql = format!(
+        "{verb} INTO tokens (token, identity_seed, variant_seed, size, renderer, created_ms,
                              client_key, minted_by, minting_event, hash_scheme, phash, dhash,
-                             center_phash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?
-    .execute(params![
+                             center_phash, parent_token, depth)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    );
+    Ok(conn.prepare_cached(&sql)?.execute(params![
         &t.token.0[..],
         t.identity_seed as i64,
         t.variant_seed as i64,
@@ -101,8 +117,9 @@ pub fn insert(conn: &Connection, t: &NewToken) -> Result<i64, StoreError> {
         h.map(|h| h.0),
         h.map(|h| h.1),
         h.map(|h| h.2),
-    ])?;
-    Ok(conn.last_insert_rowid())
+        t.parent_token.map(|p| p.0.to_vec()),
+        t.depth,
+    ])?)
 }
 
 const ROW_COLUMNS: &str = "id, token, identity_seed, variant_seed, size, created_ms, client_key,

@@ -303,8 +303,8 @@ async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Resp
         return app.robots(&parts, event, started).await;
     }
     if path == "/.well-known/tdmrep.json" {
-        let mut r = text(StatusCode::OK, "application/json", robots::TDMREP);
-        return app.finish(&parts, &mut r, event, started, Kind::Other);
+        let r = text(StatusCode::OK, "application/json", robots::TDMREP);
+        return app.finish(&parts, r, event, started, Kind::Other);
     }
     match app.mode {
         Mode::Proxy => app.proxied(parts, body, event, started, peer).await,
@@ -317,12 +317,12 @@ async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Resp
             app.site_response(&parts, resp, event, started)
         }
         _ => {
-            let mut r = text(
+            let r = text(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
                 "faceprobe (embed mode) serves only /_fp/, /robots.txt and /.well-known/tdmrep.json\n",
             );
-            app.finish(&parts, &mut r, event, started, Kind::Other)
+            app.finish(&parts, r, event, started, Kind::Other)
         }
     }
 }
@@ -378,7 +378,7 @@ impl App {
     fn finish(
         &self,
         parts: &http::request::Parts,
-        r: &mut Response<Body>,
+        r: Response<Body>,
         mut event: Event,
         started: Instant,
         kind: Kind,
@@ -396,7 +396,7 @@ impl App {
         };
         event.duration_us = started.elapsed().as_micros() as u64;
         self.recorder.record(event);
-        std::mem::replace(r, Response::new(empty()))
+        r
     }
 
     async fn proxied(
@@ -421,12 +421,12 @@ impl App {
             .and_then(|v| v.parse().ok());
         if declared.is_some_and(|n| n > self.max_body) {
             self.metrics.rejected_requests.fetch_add(1, Relaxed);
-            let mut r = text(
+            let r = text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "text/plain; charset=utf-8",
                 "request body too large\n",
             );
-            return self.finish(&parts, &mut r, event, started, Kind::Other);
+            return self.finish(&parts, r, event, started, Kind::Other);
         }
         let limited = http_body_util::Limited::new(body, self.max_body as usize)
             .map_err(|e| -> BoxError { e })
@@ -443,12 +443,12 @@ impl App {
             }
             Err(proxy::ProxyError::BodyTooLarge) => {
                 self.metrics.rejected_requests.fetch_add(1, Relaxed);
-                let mut r = text(
+                let r = text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "text/plain; charset=utf-8",
                     "request body too large\n",
                 );
-                self.finish(&parts, &mut r, event, started, Kind::Other)
+                self.finish(&parts, r, event, started, Kind::Other)
             }
             Err(e) => {
                 self.metrics.upstream_errors.fetch_add(1, Relaxed);
@@ -459,12 +459,12 @@ impl App {
                     proxy::ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                     _ => StatusCode::BAD_GATEWAY,
                 };
-                let mut r = text(
+                let r = text(
                     status,
                     "text/plain; charset=utf-8",
                     "faceprobe: the site behind this address did not answer\n",
                 );
-                self.finish(&parts, &mut r, event, started, Kind::Other)
+                self.finish(&parts, r, event, started, Kind::Other)
             }
         }
     }
@@ -560,10 +560,10 @@ impl App {
                 http::header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),
             );
-            return self.finish(parts, &mut r, event, started, Kind::Page);
+            return self.finish(parts, r, event, started, Kind::Page);
         }
-        let mut r = text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
-        self.finish(parts, &mut r, event, started, Kind::Other)
+        let r = text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
+        self.finish(parts, r, event, started, Kind::Other)
     }
 
     /// Evidence that something was asked for and not found: still recorded, never dropped.

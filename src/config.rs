@@ -35,6 +35,7 @@ pub struct Config {
     #[serde(rename = "match")]
     pub matching: MatchConfig,
     pub log: LogConfig,
+    pub detect: crate::detect::DetectConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -272,6 +273,9 @@ impl Config {
             value,
             fix,
         };
+        if let Some((key, value, fix)) = self.detect.problem() {
+            return Err(invalid(key, value, fix));
+        }
         let c = &self.canary;
         if !(64..=1024).contains(&c.size) {
             return Err(invalid("canary.size", c.size.to_string(), "use 64 to 1024"));

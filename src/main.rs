@@ -35,6 +35,8 @@ enum Command {
     Canary(CanaryCommand),
     /// Trace images back to the tokens and fetches they came from.
     Match(cmd::matching::Args),
+    /// Clients and clusters the detector noticed; dismiss a flag.
+    Clients(cmd::clients::Args),
     /// The database.
     #[command(subcommand)]
     Db(DbCommand),
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(&config, args),
         Command::Canary(CanaryCommand::Render(args)) => cmd::render::run(&config, args),
         Command::Match(args) => cmd::matching::run(&config, args),
+        Command::Clients(args) => cmd::clients::run(&config, args),
         Command::Db(DbCommand::Check) => cmd::db::check(&config),
     };
     match result {

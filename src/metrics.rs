@@ -31,6 +31,15 @@ pub struct Metrics {
     pub log_lines_suppressed: AtomicU64,
     pub ips_pseudonymized: AtomicU64,
     pub events_expired: AtomicU64,
+    pub detect_events: AtomicU64,
+    pub detect_clients: AtomicI64,
+    pub detect_evictions: AtomicU64,
+    pub detect_errors: AtomicU64,
+    /// Keys (clients and clusters) that reached watch, suspect, harvester.
+    pub flags_raised: [AtomicU64; 3],
+    pub alerts_sent: AtomicU64,
+    pub alerts_failed: AtomicU64,
+    pub alerts_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -111,6 +120,47 @@ impl Metrics {
             "Events deleted after record.retention_days.",
             self.events_expired.load(Relaxed),
         );
+        counter(
+            "faceprobe_detect_events_total",
+            "Committed events the detector has taken into account.",
+            self.detect_events.load(Relaxed),
+        );
+        counter(
+            "faceprobe_detect_evictions_total",
+            "Clients dropped from the detector's memory (LRU, detect.max_clients).",
+            self.detect_evictions.load(Relaxed),
+        );
+        counter(
+            "faceprobe_detect_errors_total",
+            "Detector reads or writes of SQLite that failed (retried).",
+            self.detect_errors.load(Relaxed),
+        );
+        counter(
+            "faceprobe_alerts_sent_total",
+            "Webhook calls delivered.",
+            self.alerts_sent.load(Relaxed),
+        );
+        counter(
+            "faceprobe_alerts_failed_total",
+            "Webhook calls given up after their retries.",
+            self.alerts_failed.load(Relaxed),
+        );
+        counter(
+            "faceprobe_alerts_dropped_total",
+            "Alerts dropped because the alert queue was full.",
+            self.alerts_dropped.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP faceprobe_flags_total Clients and clusters that reached a level.\n# TYPE faceprobe_flags_total counter"
+        );
+        for (i, level) in ["watch", "suspect", "harvester"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "faceprobe_flags_total{{level=\"{level}\"}} {}",
+                self.flags_raised[i].load(Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP faceprobe_requests_total Requests answered, by kind.\n# TYPE faceprobe_requests_total counter"
@@ -140,6 +190,11 @@ impl Metrics {
             "faceprobe_queue_capacity",
             "Events the recorder queue holds at most (record.queue_capacity).",
             self.queue_capacity.load(Relaxed) as i64,
+        );
+        gauge(
+            "faceprobe_detect_clients",
+            "Clients the detector holds in memory.",
+            self.detect_clients.load(Relaxed),
         );
         let name = "faceprobe_writer_batch_seconds";
         let _ = writeln!(

@@ -1,5 +1,6 @@
 //! One file per command.
 
+pub mod clients;
 pub mod db;
 pub mod matching;
 pub mod render;

@@ -100,6 +100,18 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let (recorder, _writer) =
         crate::record::start(&data_dir, &config.record, secret, metrics.clone())?;
+    let detector = if config.detect.enabled {
+        let options = crate::detect::runner::Options {
+            config: config.detect.clone(),
+            raw_ip_hours: config.record.raw_ip_hours,
+            secret,
+            alert_level: crate::detect::Level::Harvester,
+            notify: None,
+        };
+        Some(crate::detect::start(&data_dir, options, metrics.clone())?)
+    } else {
+        None
+    };
     let canaries = Canaries::new(
         &data_dir,
         secret,
@@ -252,6 +264,10 @@ pub async fn serve(
             "recorder flushed; stopped"
         ),
         Err(e) => tracing::error!(error = %e, "recorder could not be flushed"),
+    }
+    if let Some(d) = detector {
+        // The detector reads what the recorder committed last, writes its flags, and ends.
+        let _ = tokio::task::spawn_blocking(move || d.stop()).await;
     }
     Ok(())
 }

@@ -67,6 +67,13 @@ pub fn run(
             break;
         }
     }
+    // The detector's summaries: addresses pseudonymized on the same clock, unflagged
+    // clients forgotten with their events.
+    done.pseudonymized += crate::store::clients::pseudonymize_stale(conn, key, ip_before)? as u64;
+    conn.execute(
+        "DELETE FROM clients WHERE last_ms < ?1 AND level IS NULL",
+        [keep_before],
+    )?;
     while (done.tokens_expired as usize) < PER_RUN {
         let n = conn.execute(
             "DELETE FROM tokens WHERE id IN (

@@ -4,6 +4,7 @@
 //! writer. The schema version lives in `PRAGMA user_version`; `schema` applies what is missing.
 //! Nothing here knows about HTTP or images: it stores rows and hands them back.
 
+pub mod clients;
 mod schema;
 pub mod secret;
 pub mod tokens;
@@ -34,6 +35,8 @@ pub enum StoreError {
     },
     #[error("deployment secret {path}: {message}")]
     Secret { path: PathBuf, message: String },
+    #[error("cannot encode {what}: {message}")]
+    Encode { what: &'static str, message: String },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
 }

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 1: tokens, their hashes and identities; request events (filled by the edge).
@@ -110,6 +110,40 @@ const MIGRATIONS: &[&str] = &[
         client_key TEXT PRIMARY KEY,
         reason     TEXT NOT NULL,
         since_ms   INTEGER NOT NULL
+    );
+    "#,
+    // 3: detection: what the detector knows of each client and cluster it noticed (its state
+    // as JSON, read back after a restart), the history of every flag change, the allow-list.
+    r#"
+    CREATE TABLE clients (
+        key        TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('client', 'cluster')),
+        level      TEXT,
+        score      REAL NOT NULL,
+        first_ms   INTEGER NOT NULL,
+        last_ms    INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        state      TEXT NOT NULL
+    );
+    CREATE INDEX clients_last ON clients (last_ms);
+    CREATE INDEX clients_flagged ON clients (level) WHERE level IS NOT NULL;
+    CREATE TABLE flag_history (
+        id       INTEGER PRIMARY KEY,
+        key      TEXT NOT NULL,
+        ts_ms    INTEGER NOT NULL,
+        level    TEXT,
+        score    REAL NOT NULL,
+        at_event INTEGER,
+        requests INTEGER,
+        note     TEXT NOT NULL,
+        reasons  TEXT
+    );
+    CREATE INDEX flag_history_key ON flag_history (key, id);
+    CREATE TABLE allow_list (
+        key          TEXT PRIMARY KEY,
+        agent        TEXT,
+        note         TEXT NOT NULL,
+        dismissed_ms INTEGER NOT NULL
     );
     "#,
 ];

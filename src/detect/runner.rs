@@ -1,0 +1,416 @@
+//! The detector thread: reads committed events from its checkpoint on, feeds the engine, and
+//! every `persist_secs` writes what changed (clients, clusters, flag history, holds and the
+//! checkpoint, in one transaction), then hands levels reached to the alerts.
+//!
+//! After a restart it reads back recent and flagged clients and resumes at its checkpoint, so
+//! a harvester is neither forgotten nor flagged twice. A failed write is retried at the next
+//! persist with nothing lost; reading never blocks the recorder (WAL).
+
+use super::engine::{Change, Engine};
+use super::seen::{first_id_since, read_after};
+use super::{Client, DetectConfig, Level};
+use crate::metrics::Metrics;
+use crate::record::privacy;
+use crate::store::{clients, now_ms, tokens, Store, StoreError};
+use rusqlite::{Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Events read per query.
+const READ_BATCH: usize = 10_000;
+
+/// Called with the summary of each key that reaches the alert level.
+pub type Notify = Box<dyn Fn(serde_json::Value) + Send>;
+
+pub struct Options {
+    pub config: DetectConfig,
+    /// Raw addresses older than this are written as pseudonyms unless held.
+    pub raw_ip_hours: u64,
+    pub secret: [u8; 32],
+    /// The level from which alerts go out, and where they go.
+    pub alert_level: Level,
+    pub notify: Option<Notify>,
+}
+
+/// The running detector; `stop` lets it read what is left, write, and end.
+pub struct DetectorHandle {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl DetectorHandle {
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+struct Runner {
+    conn: Connection,
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    ip_key: [u8; 32],
+    raw_ip_hours: u64,
+    alert_level: Level,
+    notify: Option<Notify>,
+    /// Writes that failed, kept for the next attempt.
+    pending: (Vec<Client>, Vec<Change>),
+}
+
+/// Opens the detector's connection, restores its state and starts its thread.
+pub fn start(
+    data_dir: &Path,
+    options: Options,
+    metrics: Arc<Metrics>,
+) -> Result<DetectorHandle, StoreError> {
+    let conn = Store::open(data_dir)?.into_conn();
+    let config = options.config;
+    let poll = Duration::from_millis(config.poll_ms);
+    let persist_every = Duration::from_secs(config.persist_secs);
+    let mut runner = Runner {
+        engine: restore(&conn, config)?,
+        conn,
+        metrics,
+        ip_key: privacy::ip_key(&options.secret),
+        raw_ip_hours: options.raw_ip_hours,
+        alert_level: options.alert_level,
+        notify: options.notify,
+        pending: (Vec::new(), Vec::new()),
+    };
+    let (stop, stopped) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("faceprobe-detect".into())
+        .spawn(move || runner.run(stopped, poll, persist_every))
+        .map_err(|e| StoreError::Secret {
+            path: data_dir.to_path_buf(),
+            message: format!("cannot start the detector thread: {e}"),
+        })?;
+    Ok(DetectorHandle { stop, thread })
+}
+
+/// The engine as it was: allow-list, robots.txt versions, recent and flagged clients, and the
+/// checkpoint (on a first start, `replay_secs` of events back).
+pub fn restore(conn: &Connection, config: DetectConfig) -> Result<Engine, StoreError> {
+    let replay_ms = (config.replay_secs as i64) * 1000;
+    let max = config.max_clients;
+    let mut engine = Engine::new(config);
+    engine.allow(clients::allowed(conn)?);
+    let mut stmt = conn.prepare("SELECT sha256, body FROM robots ORDER BY first_served_ms")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    for row in rows {
+        let (sha, body) = row?;
+        engine.robots.add(
+            hex::encode(sha),
+            String::from_utf8_lossy(&body).into_owned(),
+        );
+    }
+    drop(stmt);
+    for key in clients::keys(conn)? {
+        engine.mark_stored(&key);
+    }
+    let now = now_ms();
+    let mut restored = clients::recent(conn, now - replay_ms, max)?;
+    // Oldest first, so the LRU keeps the most recent when there are more than it holds.
+    restored.reverse();
+    for c in restored {
+        engine.load(c);
+    }
+    engine.last_id = match tokens::meta_u64(conn, clients::CHECKPOINT)? {
+        Some(id) => id as i64,
+        None => first_id_since(conn, now - replay_ms)?.map_or(0, |id| id - 1),
+    };
+    Ok(engine)
+}
+
+impl Runner {
+    fn run(&mut self, stopped: mpsc::Receiver<()>, poll: Duration, persist_every: Duration) {
+        let mut last_persist = Instant::now();
+        let mut stopping = false;
+        loop {
+            let read = match self.step() {
+                Ok(n) => n,
+                Err(e) => {
+                    self.metrics.detect_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, "detector: reading events failed; retrying");
+                    0
+                }
+            };
+            if stopping && read < READ_BATCH {
+                self.persist();
+                tracing::debug!("detector caught up and stopped");
+                return;
+            }
+            if last_persist.elapsed() >= persist_every {
+                self.persist();
+                last_persist = Instant::now();
+            }
+            if read < READ_BATCH {
+                match stopped.recv_timeout(poll) {
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                }
+            }
+        }
+    }
+
+    /// Reads and takes in one batch of events; returns how many.
+    fn step(&mut self) -> Result<usize, StoreError> {
+        let batch = read_after(&self.conn, self.engine.last_id, READ_BATCH)?;
+        for s in &batch {
+            if let Some(sha) = s.robots_sha256 {
+                let hex = hex::encode(sha);
+                if !self.engine.robots.knows(&hex) {
+                    let body: Option<Vec<u8>> = self
+                        .conn
+                        .query_row(
+                            "SELECT body FROM robots WHERE sha256 = ?1",
+                            [&sha[..]],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if let Some(body) = body {
+                        self.engine
+                            .robots
+                            .add(hex, String::from_utf8_lossy(&body).into_owned());
+                    }
+                }
+            }
+            if self.engine.needs_load(&s.client_key) {
+                if let Some(c) = clients::get(&self.conn, &s.client_key)? {
+                    self.engine.load(c);
+                }
+            }
+            self.engine.observe(s);
+        }
+        self.metrics
+            .detect_events
+            .fetch_add(batch.len() as u64, Relaxed);
+        self.metrics
+            .detect_clients
+            .store(self.engine.tracked() as i64, Relaxed);
+        self.metrics
+            .detect_evictions
+            .store(self.engine.evictions, Relaxed);
+        Ok(batch.len())
+    }
+
+    /// Writes what changed, holds what must be held, then alerts.
+    fn persist(&mut self) {
+        // The allow-list first, so a dismissal made meanwhile is not written over.
+        match clients::allowed(&self.conn) {
+            Ok(keys) => self.engine.allow(keys),
+            Err(e) => tracing::warn!(error = %e, "detector: cannot read the allow-list"),
+        }
+        let (states, changes) = self.engine.take_changes();
+        self.pending.0.extend(states);
+        self.pending.1.extend(changes);
+        if let Err(e) = self.write() {
+            self.metrics.detect_errors.fetch_add(1, Relaxed);
+            tracing::error!(
+                error = %e,
+                clients = self.pending.0.len(),
+                "detector: writing flags failed (is the disk full?); kept for the next attempt"
+            );
+            return;
+        }
+        let (states, changes) = std::mem::take(&mut self.pending);
+        let by_key: std::collections::HashMap<&str, &Client> =
+            states.iter().map(|c| (c.key.as_str(), c)).collect();
+        for ch in &changes {
+            let Some(level) = ch.level else { continue };
+            if ch.note.starts_with("merged") {
+                continue;
+            }
+            self.metrics.flags_raised[level as usize].fetch_add(1, Relaxed);
+            let crossed = level >= self.alert_level && ch.from.is_none_or(|f| f < self.alert_level);
+            if !crossed || ch.dismissed {
+                continue;
+            }
+            tracing::warn!(
+                key = %ch.key,
+                level = level.as_str(),
+                score = ch.score,
+                requests = ch.requests,
+                "flagged: {}",
+                ch.note
+            );
+            if let (Some(notify), Some(c)) = (&self.notify, by_key.get(ch.key.as_str())) {
+                notify(c.summary());
+            }
+        }
+    }
+
+    fn write(&mut self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let hold_level = self.engine.config().hold_level;
+        let ip_before = now - (self.raw_ip_hours as i64) * 3_600_000;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (states, changes) = &mut self.pending;
+        for c in states.iter_mut() {
+            let held = !c.dismissed && c.level.is_some_and(|l| l >= hold_level);
+            if held {
+                let why = format!("flagged {}", c.level.map_or("", Level::as_str));
+                if c.is_cluster() {
+                    for m in &c.members {
+                        clients::hold(&tx, m, &why, now)?;
+                    }
+                } else {
+                    clients::hold(&tx, &c.key, &why, now)?;
+                }
+            } else {
+                if c.dismissed {
+                    clients::release(&tx, &c.key, &c.members)?;
+                }
+                if c.last_ms < ip_before {
+                    pseudonymize(&self.ip_key, c);
+                }
+            }
+            clients::upsert(&tx, c, now)?;
+        }
+        let reasons: std::collections::HashMap<&str, serde_json::Value> = states
+            .iter()
+            .map(|c| (c.key.as_str(), c.summary()["reasons"].clone()))
+            .collect();
+        for ch in changes.iter() {
+            clients::append_history(&tx, ch, reasons.get(ch.key.as_str()))?;
+        }
+        tokens::set_meta(&tx, clients::CHECKPOINT, &self.engine.last_id.to_string())?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Replaces raw addresses in a state by their keyed pseudonyms (as the privacy job does for
+/// events).
+pub fn pseudonymize(key: &[u8; 32], c: &mut Client) {
+    let p = |a: &mut String| {
+        if !a.starts_with("ip:") {
+            *a = privacy::pseudonym(key, a);
+        }
+    };
+    if let Some(a) = c.address.as_mut() {
+        p(a);
+    }
+    c.addresses.iter_mut().for_each(p);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RecordConfig;
+    use crate::record::{Event, Kind};
+
+    fn write_events(dir: &Path, from: usize, to: usize) {
+        let metrics = Arc::new(Metrics::default());
+        let (rec, writer) =
+            crate::record::start(dir, &RecordConfig::default(), [1; 32], metrics).unwrap();
+        for i in from..to {
+            rec.record_blocking(Event {
+                ts_ms: now_ms() - 1000 + i as i64,
+                ip: Some("198.51.100.4".parse().unwrap()),
+                client_key: "c:harvester".into(),
+                method: "GET".into(),
+                path: format!("/_fp/c/t{i}.jpg"),
+                status: 200,
+                user_agent: Some("python-requests/2.31.0".into()),
+                header_order: "host,user-agent,accept-encoding,accept,connection".into(),
+                kind: Some(Kind::Canary),
+                ..Event::default()
+            })
+            .unwrap();
+        }
+        rec.flush_blocking().unwrap();
+        drop(rec);
+        writer.join();
+    }
+
+    fn run_detector(dir: &Path) -> Vec<serde_json::Value> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let options = Options {
+            config: DetectConfig::default(),
+            raw_ip_hours: 72,
+            secret: [1; 32],
+            alert_level: Level::Harvester,
+            notify: Some(Box::new(move |v| {
+                let _ = tx.send(v);
+            })),
+        };
+        start(dir, options, Arc::new(Metrics::default()))
+            .unwrap()
+            .stop();
+        rx.try_iter().collect()
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_restart_keeps_flags_resumes_at_its_checkpoint_and_never_alerts_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        write_events(dir.path(), 0, 20);
+        let alerts = run_detector(dir.path());
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0]["key"], "c:harvester");
+        assert_eq!(alerts[0]["level"], "harvester");
+        let conn = Store::open(dir.path()).unwrap().into_conn();
+        let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
+        assert_eq!(c.level, Some(Level::Harvester));
+        assert_eq!(c.counts.requests, 20);
+        assert_eq!(c.address.as_deref(), Some("198.51.100.4"));
+        let history = count(&conn, "SELECT COUNT(*) FROM flag_history");
+        assert!(history >= 1);
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM holds WHERE client_key = 'c:harvester'"
+            ),
+            1
+        );
+
+        // Restart with nothing new: no alert, no history, same state.
+        assert!(run_detector(dir.path()).is_empty());
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM flag_history"), history);
+
+        // More events after a restart are added to what was there, not counted again.
+        write_events(dir.path(), 20, 25);
+        assert!(run_detector(dir.path()).is_empty());
+        let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
+        assert_eq!(c.counts.requests, 25);
+        assert_eq!(c.counts.canaries, 25);
+    }
+
+    #[test]
+    fn a_dismissed_client_is_released_and_not_flagged_again() {
+        let dir = tempfile::tempdir().unwrap();
+        write_events(dir.path(), 0, 10);
+        assert_eq!(run_detector(dir.path()).len(), 1);
+        let mut conn = Store::open(dir.path()).unwrap().into_conn();
+        assert!(clients::dismiss(&mut conn, "c:harvester", "our own checker", now_ms()).unwrap());
+        assert!(!clients::dismiss(&mut conn, "c:nobody", "", now_ms()).unwrap());
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM holds"), 0);
+        write_events(dir.path(), 10, 20);
+        assert!(run_detector(dir.path()).is_empty());
+        let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
+        assert!(c.dismissed);
+        assert_eq!(c.counts.requests, 20);
+        assert_eq!(c.summary()["level"], serde_json::Value::Null);
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM holds"), 0);
+        let notes: Vec<String> = clients::history(&conn, "c:harvester")
+            .unwrap()
+            .into_iter()
+            .map(|h| h.3)
+            .collect();
+        assert!(
+            notes.iter().any(|n| n.contains("our own checker")),
+            "{notes:?}"
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! A browser that is not one: a browser user agent on requests without the headers every
+//! current browser sends (`Sec-Fetch-*` since Chrome 76, Firefox 90 and Safari 16.4;
+//! `Accept-Language` always), or with headers in an order or shape no browser uses (an HTTP
+//! library puts `Accept-Encoding` before `Accept`, or sends no `Accept`, or `*/*` for a page).
+
+use super::{Facts, Signal, SignalId};
+use crate::detect::client::Client;
+use crate::detect::config::DetectConfig;
+use crate::record::Kind;
+
+pub struct BrowserHeadersMissing;
+
+impl Signal for BrowserHeadersMissing {
+    fn id(&self) -> SignalId {
+        SignalId::BrowserHeadersMissing
+    }
+
+    fn observe(&self, _: &DetectConfig, client: &mut Client, facts: &Facts) -> Option<String> {
+        let s = facts.seen;
+        if !client.browser || (s.sec_fetch && s.accept_language) {
+            return None;
+        }
+        let mut missing = Vec::new();
+        if !s.sec_fetch {
+            missing.push("Sec-Fetch-*");
+        }
+        if !s.accept_language {
+            missing.push("Accept-Language");
+        }
+        Some(format!(
+            "browser user agent without {}",
+            missing.join(" or ")
+        ))
+    }
+}
+
+/// Why a browser's header set looks like a library's, if it does.
+pub fn unlike_a_browser(order: &str, accept: Option<&str>, kind: Kind) -> Option<&'static str> {
+    let names: Vec<&str> = order.split(',').collect();
+    let pos = |n: &str| names.iter().position(|h| *h == n);
+    match (pos("accept"), pos("accept-encoding")) {
+        (None, _) => return Some("no Accept header"),
+        (Some(a), Some(e)) if e < a => return Some("Accept-Encoding sent before Accept"),
+        _ => {}
+    }
+    if kind == Kind::Page && accept.is_some_and(|a| a.trim() == "*/*") {
+        return Some("Accept: */* for a page");
+    }
+    None
+}
+
+pub struct HeaderOrder;
+
+impl Signal for HeaderOrder {
+    fn id(&self) -> SignalId {
+        SignalId::HeaderOrder
+    }
+
+    fn observe(&self, _: &DetectConfig, client: &mut Client, facts: &Facts) -> Option<String> {
+        let s = facts.seen;
+        if !client.browser || s.header_order.is_empty() {
+            return None;
+        }
+        let why = unlike_a_browser(&s.header_order, s.accept.as_deref(), s.kind())?;
+        Some(format!(
+            "browser user agent, but {why} (headers: {})",
+            s.header_order
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn browser_headers_missing_needs_a_browser_agent() {
+        let config = DetectConfig::default();
+        let mut bare = seen(1, 0, Kind::Page, "/");
+        bare.sec_fetch = false;
+        let mut c = client_for(&bare, &config);
+        assert_eq!(
+            run(
+                &BrowserHeadersMissing,
+                &mut c,
+                &[bare.clone(), bare.clone()],
+                false
+            ),
+            2
+        );
+        let full = seen(2, 0, Kind::Page, "/");
+        assert_eq!(run(&BrowserHeadersMissing, &mut c, &[full], false), 0);
+        bare.user_agent = Some("curl/8.5.0".into());
+        let mut curl = client_for(&bare, &config);
+        assert_eq!(run(&BrowserHeadersMissing, &mut curl, &[bare], false), 0);
+    }
+
+    #[test]
+    fn library_header_orders_are_told_from_browsers() {
+        let firefox = "host,user-agent,accept,accept-language,accept-encoding,connection,\
+                       upgrade-insecure-requests,sec-fetch-dest,sec-fetch-mode,sec-fetch-site";
+        assert_eq!(
+            unlike_a_browser(CHROME_ORDER, Some("text/html"), Kind::Page),
+            None
+        );
+        assert_eq!(
+            unlike_a_browser(firefox, Some("text/html"), Kind::Page),
+            None
+        );
+        assert_eq!(unlike_a_browser(firefox, Some("*/*"), Kind::Image), None);
+        let requests = "host,user-agent,accept-encoding,accept,connection";
+        assert!(unlike_a_browser(requests, Some("*/*"), Kind::Image).is_some());
+        assert!(unlike_a_browser("host,user-agent,accept-encoding", None, Kind::Image).is_some());
+        assert!(unlike_a_browser("host,user-agent,accept", Some("*/*"), Kind::Page).is_some());
+        let config = DetectConfig::default();
+        let mut s = seen(1, 0, Kind::Image, "/a.jpg");
+        s.header_order = requests.into();
+        let mut c = client_for(&s, &config);
+        assert_eq!(run(&HeaderOrder, &mut c, &[s], false), 1);
+    }
+}

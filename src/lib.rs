@@ -7,6 +7,7 @@
 
 pub mod canary;
 pub mod config;
+pub mod detect;
 pub mod edge;
 pub mod logging;
 pub mod metrics;

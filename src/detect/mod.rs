@@ -1,0 +1,3 @@
+//! Detection.
+
+pub mod alert;

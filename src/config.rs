@@ -16,6 +16,8 @@ pub enum ConfigError {
     },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Section { path: PathBuf, message: String },
     #[error("config file {path}: {key} = {value} is out of range: {fix}")]
     Invalid {
         path: PathBuf,
@@ -36,6 +38,7 @@ pub struct Config {
     pub matching: MatchConfig,
     pub log: LogConfig,
     pub detect: crate::detect::DetectConfig,
+    pub alert: crate::detect::alert::AlertConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -276,6 +279,12 @@ impl Config {
         if let Some((key, value, fix)) = self.detect.problem() {
             return Err(invalid(key, value, fix));
         }
+        self.alert
+            .validate()
+            .map_err(|message| ConfigError::Section {
+                path: path.to_path_buf(),
+                message,
+            })?;
         let c = &self.canary;
         if !(64..=1024).contains(&c.size) {
             return Err(invalid("canary.size", c.size.to_string(), "use 64 to 1024"));

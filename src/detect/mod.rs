@@ -6,6 +6,7 @@
 //! connection, and writes only its own tables (`clients`, `flag_history`, `holds`, its
 //! checkpoint). It never calls back into the edge and never holds up a request.
 
+pub mod alert;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -22,8 +22,39 @@ use std::time::{Duration, Instant};
 /// Events read per query.
 const READ_BATCH: usize = 10_000;
 
-/// Called with the summary of each key that reaches the alert level.
-pub type Notify = Box<dyn Fn(serde_json::Value) + Send>;
+/// Where the summary of each key that reaches the alert level goes (the webhooks).
+pub trait Notifier: Send {
+    fn notify(&self, summary: serde_json::Value);
+    /// Copies delivery counters into the metrics.
+    fn report(&self, _metrics: &Metrics) {}
+    /// Delivers what is pending, within a grace period, at shutdown.
+    fn finish(self: Box<Self>) {}
+}
+
+impl<F: Fn(serde_json::Value) + Send> Notifier for F {
+    fn notify(&self, summary: serde_json::Value) {
+        self(summary)
+    }
+}
+
+impl Notifier for super::alert::Alerts {
+    fn notify(&self, summary: serde_json::Value) {
+        super::alert::Alerts::notify(self, summary)
+    }
+
+    fn report(&self, metrics: &Metrics) {
+        let s = self.stats();
+        metrics.alerts_sent.store(s.sent.load(Relaxed), Relaxed);
+        metrics.alerts_failed.store(s.failed.load(Relaxed), Relaxed);
+        metrics
+            .alerts_dropped
+            .store(s.dropped.load(Relaxed), Relaxed);
+    }
+
+    fn finish(self: Box<Self>) {
+        self.shutdown(Duration::from_secs(5));
+    }
+}
 
 pub struct Options {
     pub config: DetectConfig,
@@ -32,7 +63,7 @@ pub struct Options {
     pub secret: [u8; 32],
     /// The level from which alerts go out, and where they go.
     pub alert_level: Level,
-    pub notify: Option<Notify>,
+    pub notify: Option<Box<dyn Notifier>>,
 }
 
 /// The running detector; `stop` lets it read what is left, write, and end.
@@ -55,7 +86,7 @@ struct Runner {
     ip_key: [u8; 32],
     raw_ip_hours: u64,
     alert_level: Level,
-    notify: Option<Notify>,
+    notify: Option<Box<dyn Notifier>>,
     /// Writes that failed, kept for the next attempt.
     pending: (Vec<Client>, Vec<Change>),
 }
@@ -142,6 +173,10 @@ impl Runner {
             };
             if stopping && read < READ_BATCH {
                 self.persist();
+                if let Some(n) = self.notify.take() {
+                    n.report(&self.metrics);
+                    n.finish();
+                }
                 tracing::debug!("detector caught up and stopped");
                 return;
             }
@@ -239,9 +274,12 @@ impl Runner {
                 "flagged: {}",
                 ch.note
             );
-            if let (Some(notify), Some(c)) = (&self.notify, by_key.get(ch.key.as_str())) {
-                notify(c.summary());
+            if let (Some(n), Some(c)) = (&self.notify, by_key.get(ch.key.as_str())) {
+                n.notify(c.summary());
             }
+        }
+        if let Some(n) = &self.notify {
+            n.report(&self.metrics);
         }
     }
 

@@ -70,6 +70,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot start the alert webhooks: {0}")]
+    Alerts(#[from] crate::detect::alert::AlertError),
 }
 
 /// What every request handler shares.
@@ -100,13 +102,34 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let (recorder, _writer) =
         crate::record::start(&data_dir, &config.record, secret, metrics.clone())?;
+    if mode != Mode::Proxy {
+        // Known before anyone asks: the detector judges robots.txt breaches by it from the
+        // first request on (in proxy mode it learns the upstream's at its first fetch).
+        let (body, source) = own_robots(mode);
+        let sent = recorder
+            .send(Record::Robots {
+                sha256: Sha256::digest(body.as_bytes()).into(),
+                body: body.into_bytes(),
+                source,
+            })
+            .await;
+        if sent.is_ok() {
+            let _ = recorder.flush().await;
+        }
+    }
     let detector = if config.detect.enabled {
         let options = crate::detect::runner::Options {
             config: config.detect.clone(),
             raw_ip_hours: config.record.raw_ip_hours,
             secret,
-            alert_level: crate::detect::Level::Harvester,
-            notify: None,
+            alert_level: crate::detect::Level::parse(&config.alert.level)
+                .unwrap_or(crate::detect::Level::Harvester),
+            notify: match config.alert.webhooks.is_empty() {
+                true => None,
+                false => Some(Box::new(crate::detect::alert::Alerts::start(
+                    &config.alert,
+                )?)),
+            },
         };
         Some(crate::detect::start(&data_dir, options, metrics.clone())?)
     } else {
@@ -270,6 +293,14 @@ pub async fn serve(
         let _ = tokio::task::spawn_blocking(move || d.stop()).await;
     }
     Ok(())
+}
+
+/// robots.txt when faceprobe answers it itself (demo and embed modes), and where it is from.
+fn own_robots(mode: Mode) -> (String, &'static str) {
+    match mode {
+        Mode::Demo => (robots::rewrite(demo::ROBOTS), "demo"),
+        _ => (robots::DEFAULT.to_string(), "default"),
+    }
 }
 
 /// The HTTP/2 connection preface; anything else is read as HTTP/1.
@@ -718,8 +749,7 @@ impl App {
                 ),
                 _ => (robots::DEFAULT.to_string(), "default"),
             },
-            (None, Mode::Demo) => (robots::rewrite(demo::ROBOTS), "demo"),
-            _ => (robots::DEFAULT.to_string(), "default"),
+            (None, mode) => own_robots(mode),
         };
         let sha: [u8; 32] = Sha256::digest(body.as_bytes()).into();
         let new = canary::lock(&self.robots_seen).insert(sha);

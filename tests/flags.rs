@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 
 const DETECT_FAST: &str = "[detect]\npoll_ms = 50\npersist_secs = 1\n";
 
-/// A webhook receiver on 127.0.0.1: every request's headers (lower-case names) and body.
-fn receiver() -> (u16, mpsc::Receiver<(Vec<(String, String)>, String)>) {
+/// One webhook call: headers (lower-case names) and body.
+type Call = (Vec<(String, String)>, String);
+
+/// A webhook receiver on 127.0.0.1: every call it gets.
+fn receiver() -> (u16, mpsc::Receiver<Call>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();

@@ -180,6 +180,8 @@ pub struct Agents {
     pub search: Vec<String>,
     /// Words that mark a declared crawler (one that names itself).
     pub declared: Vec<String>,
+    /// DNS domains of the search engines, for `verify_search_engines`.
+    pub search_domains: Vec<String>,
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -242,6 +244,21 @@ impl Default for Agents {
                 "Slurp",
             ]),
             declared: strings(&["bot", "crawler", "spider", "+http"]),
+            search_domains: strings(&[
+                "googlebot.com",
+                "google.com",
+                "googleusercontent.com",
+                "search.msn.com",
+                "duckduckgo.com",
+                "yandex.ru",
+                "yandex.net",
+                "yandex.com",
+                "baidu.com",
+                "baidu.jp",
+                "applebot.apple.com",
+                "qwant.com",
+                "crawl.yahoo.net",
+            ]),
         }
     }
 }

@@ -6,12 +6,15 @@
 //! Memory is bounded by `max_clients` (LRU; the least recently seen client is handed back to
 //! be written when any signal fired for it, else forgotten) and `max_fingerprints`.
 
+use super::client::Crawler;
 use super::client::{Client, Reached};
 use super::cluster::{self, FpGroup};
 use super::config::DetectConfig;
 use super::signals::{self, handoff, robots::RobotsRules, Facts, SignalId, ALL};
+use super::verify::Verdict;
 use super::{Level, Seen};
 use crate::record::Kind;
+use crate::store::now_ms;
 use lru::LruCache;
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -45,6 +48,8 @@ pub struct Engine {
     dirty: HashSet<String>,
     evicted: Vec<Client>,
     changes: Vec<Change>,
+    /// Clients claiming a search engine, to check by DNS (`verify_search_engines`).
+    to_verify: Vec<(String, std::net::IpAddr)>,
     pub last_id: i64,
     pub events: u64,
     pub evictions: u64,
@@ -72,6 +77,7 @@ impl Engine {
             dirty: HashSet::new(),
             evicted: Vec::new(),
             changes: Vec::new(),
+            to_verify: Vec::new(),
             last_id: 0,
             events: 0,
             evictions: 0,
@@ -172,6 +178,11 @@ impl Engine {
             ..Client::default()
         };
         signals::classify(&mut c, &self.config);
+        if self.config.verify_search_engines && c.crawler == Crawler::SearchEngine {
+            if let Some(ip) = s.ip.as_deref().and_then(|ip| ip.parse().ok()) {
+                self.to_verify.push((c.key.clone(), ip));
+            }
+        }
         self.insert_client(s.client_key.clone(), c);
     }
 
@@ -232,7 +243,7 @@ impl Engine {
         let cluster_before = client.cluster.clone();
         if !fired.is_empty() {
             rescore(&self.config, client);
-            note_level(&self.config, client, s, &mut self.changes);
+            note_level(&self.config, client, (s.ts_ms, s.id), &mut self.changes);
         }
         if client.score > 0.0 || client.cluster.is_some() {
             self.dirty.insert(key.clone());
@@ -252,7 +263,7 @@ impl Engine {
                     r.detail = detail.clone();
                 }
                 rescore(&self.config, c);
-                note_level(&self.config, c, s, &mut self.changes);
+                note_level(&self.config, c, (s.ts_ms, s.id), &mut self.changes);
                 self.dirty.insert(k);
             }
         }
@@ -358,7 +369,7 @@ impl Engine {
             }
         }
         rescore(&self.config, cluster);
-        note_level(&self.config, cluster, s, &mut self.changes);
+        note_level(&self.config, cluster, (s.ts_ms, s.id), &mut self.changes);
         self.dirty.insert(k.to_string());
     }
 
@@ -395,9 +406,31 @@ impl Engine {
         if let Some(c) = self.clusters.get_mut(&into) {
             cluster::merge(c, &gone);
             rescore(&self.config, c);
-            note_level(&self.config, c, s, &mut self.changes);
+            note_level(&self.config, c, (s.ts_ms, s.id), &mut self.changes);
         }
         self.dirty.insert(into);
+    }
+
+    /// Claimed search engines seen since the last call, to check by DNS.
+    pub fn take_to_verify(&mut self) -> Vec<(String, std::net::IpAddr)> {
+        std::mem::take(&mut self.to_verify)
+    }
+
+    /// The DNS check of a claimed search engine came back.
+    pub fn verdict(&mut self, key: &str, verdict: &Verdict) {
+        let Verdict::Unverified(why) = verdict else {
+            return;
+        };
+        let at = (now_ms(), self.last_id);
+        let Some(c) = self.clients.peek_mut(key) else {
+            return;
+        };
+        let r = c.reason_mut(SignalId::SearchEngineUnverified);
+        r.count = 1;
+        r.detail = format!("claims to be a search engine, but {why}");
+        rescore(&self.config, c);
+        note_level(&self.config, c, at, &mut self.changes);
+        self.dirty.insert(key.to_string());
     }
 
     /// What changed since the last call: clients and clusters to write (including evicted
@@ -454,7 +487,8 @@ pub fn rescore(config: &DetectConfig, c: &mut Client) {
 }
 
 /// Records a level newly reached by `c` at event `s`.
-fn note_level(config: &DetectConfig, c: &mut Client, s: &Seen, changes: &mut Vec<Change>) {
+fn note_level(config: &DetectConfig, c: &mut Client, at: (i64, i64), changes: &mut Vec<Change>) {
+    let (at_ms, at_event) = at;
     let Some(mut level) = config.level_of(c.score) else {
         return;
     };
@@ -472,8 +506,8 @@ fn note_level(config: &DetectConfig, c: &mut Client, s: &Seen, changes: &mut Vec
         }
         c.levels.push(Reached {
             level: l,
-            at_ms: s.ts_ms,
-            at_event: s.id,
+            at_ms,
+            at_event,
             requests: c.counts.requests,
         });
     }
@@ -484,8 +518,8 @@ fn note_level(config: &DetectConfig, c: &mut Client, s: &Seen, changes: &mut Vec
         from,
         level: Some(level),
         score: c.score,
-        at_ms: s.ts_ms,
-        at_event: s.id,
+        at_ms,
+        at_event,
         requests: c.counts.requests,
         note: format!("reached {} with score {:.0}", level.as_str(), c.score),
         dismissed: c.dismissed,
@@ -725,5 +759,31 @@ mod tests {
         assert_eq!(written.len(), 1);
         assert_eq!(written[0].key, h.key);
         assert_eq!(e.evictions, 1);
+    }
+
+    #[test]
+    fn a_search_engine_that_dns_does_not_confirm_is_suspect() {
+        let mut e = Engine::new(DetectConfig {
+            verify_search_engines: true,
+            ..DetectConfig::default()
+        });
+        let mut g = Actor::browser("192.0.2.66");
+        g.ua =
+            Some("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)".into());
+        e.observe(&g.event(1, 1_000_000, Kind::Page, "/"));
+        let c = e.get(&g.key).unwrap();
+        assert_eq!(c.crawler, Crawler::SearchEngine);
+        assert_eq!(c.level, None, "claiming is reported, not scored");
+        let asked = e.take_to_verify();
+        assert_eq!(asked, vec![(g.key.clone(), "192.0.2.66".parse().unwrap())]);
+        e.verdict(&g.key, &Verdict::Verified("crawl-1.googlebot.com".into()));
+        assert_eq!(e.get(&g.key).unwrap().level, None);
+        e.verdict(
+            &g.key,
+            &Verdict::Unverified("192.0.2.66 is named x.example".into()),
+        );
+        let c = e.get(&g.key).unwrap();
+        assert_eq!(c.level, Some(Level::Suspect));
+        assert!(c.reason(SignalId::SearchEngineUnverified).is_some());
     }
 }

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod runner;
 pub mod seen;
 pub mod signals;
+pub mod verify;
 
 pub use client::Client;
 pub use config::DetectConfig;

@@ -89,6 +89,7 @@ struct Runner {
     notify: Option<Box<dyn Notifier>>,
     /// Writes that failed, kept for the next attempt.
     pending: (Vec<Client>, Vec<Change>),
+    verifier: Option<super::verify::Verifier>,
 }
 
 /// Opens the detector's connection, restores its state and starts its thread.
@@ -101,7 +102,19 @@ pub fn start(
     let config = options.config;
     let poll = Duration::from_millis(config.poll_ms);
     let persist_every = Duration::from_secs(config.persist_secs);
+    let verifier = match config.verify_search_engines {
+        true => Some(
+            super::verify::Verifier::start(config.agents.search_domains.clone()).map_err(|e| {
+                StoreError::Secret {
+                    path: data_dir.to_path_buf(),
+                    message: format!("cannot start the DNS check thread: {e}"),
+                }
+            })?,
+        ),
+        false => None,
+    };
     let mut runner = Runner {
+        verifier,
         engine: restore(&conn, config)?,
         conn,
         metrics,
@@ -221,6 +234,14 @@ impl Runner {
                 }
             }
             self.engine.observe(s);
+        }
+        if let Some(v) = &self.verifier {
+            for (key, ip) in self.engine.take_to_verify() {
+                v.ask(key, ip);
+            }
+            for (key, verdict) in v.answers() {
+                self.engine.verdict(&key, &verdict);
+            }
         }
         self.metrics
             .detect_events

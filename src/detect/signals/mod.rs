@@ -39,6 +39,7 @@ pub enum SignalId {
     BrowserHeadersMissing,
     HeaderOrder,
     KnownAgent,
+    SearchEngineUnverified,
     Enumeration,
     ClusterAddresses,
 }
@@ -60,6 +61,7 @@ impl SignalId {
             SignalId::BrowserHeadersMissing => "browser_headers_missing",
             SignalId::HeaderOrder => "header_order",
             SignalId::KnownAgent => "known_agent",
+            SignalId::SearchEngineUnverified => "search_engine_unverified",
             SignalId::Enumeration => "enumeration",
             SignalId::ClusterAddresses => "cluster_addresses",
         }
@@ -86,6 +88,7 @@ impl SignalId {
                 | SignalId::GalleryDepth
                 | SignalId::OptOutIgnored
                 | SignalId::TokenHandoff
+                | SignalId::SearchEngineUnverified
         )
     }
 
@@ -108,6 +111,13 @@ impl SignalId {
             SignalId::Enumeration => &s.enumeration,
             SignalId::ClusterAddresses => &s.cluster_addresses,
             SignalId::KnownAgent => return agent::score(&s.known_agent, crawler, count),
+            SignalId::SearchEngineUnverified => {
+                return if count > 0 {
+                    s.known_agent.search_unverified
+                } else {
+                    0.0
+                }
+            }
         };
         scoring.score(count)
     }

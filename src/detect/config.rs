@@ -306,6 +306,9 @@ pub struct DetectConfig {
     pub max_fingerprints: usize,
     /// Addresses sharing one fingerprint, each with a signal of its own, that form a cluster.
     pub cluster_min_addresses: usize,
+    /// Addresses of one prefix (/24, /56) with one user agent, each with a signal of its own,
+    /// that form a cluster.
+    pub prefix_min_addresses: usize,
     /// How often (milliseconds) the detector reads newly committed events.
     pub poll_ms: u64,
     /// How often (seconds) changed clients and flags are written to SQLite.
@@ -330,6 +333,7 @@ impl Default for DetectConfig {
             max_clients: 100_000,
             max_fingerprints: 20_000,
             cluster_min_addresses: 5,
+            prefix_min_addresses: 2,
             poll_ms: 200,
             persist_secs: 2,
             replay_secs: 3600,
@@ -370,10 +374,13 @@ impl DetectConfig {
                 "use 1 or more",
             ));
         }
-        if self.cluster_min_addresses < 2 {
+        if self.cluster_min_addresses < 2 || self.prefix_min_addresses < 2 {
             return Some((
-                "detect.cluster_min_addresses",
-                self.cluster_min_addresses.to_string(),
+                "detect.cluster_min_addresses / prefix_min_addresses",
+                format!(
+                    "{} / {}",
+                    self.cluster_min_addresses, self.prefix_min_addresses
+                ),
                 "use 2 or more",
             ));
         }

@@ -251,6 +251,8 @@ impl Engine {
         let marked = !fired.is_empty() && client.marked();
         let fingerprint = client.fingerprint;
         let address = client.address.clone();
+        let prefix = client.prefix.clone();
+        let agent = client.agent.clone().unwrap_or_default();
 
         if let Some(k) = cluster_before.map(|k| self.resolve(&k)) {
             if let Some(c) = self.clusters.get_mut(&k) {
@@ -272,7 +274,19 @@ impl Engine {
             self.join(&owner, &key, s);
         }
         if marked {
-            self.fingerprint_join(&key, fingerprint, address.as_deref(), s);
+            self.fingerprint_join(
+                &key,
+                fingerprint,
+                self.config.cluster_min_addresses,
+                address.as_deref(),
+                s,
+            );
+            // Neighbours: one agent from several addresses of one /24 or /56.
+            if let Some(prefix) = prefix {
+                let group = signals::fnv(&[b"prefix", prefix.as_bytes(), agent.as_bytes()]);
+                let min = self.config.prefix_min_addresses;
+                self.fingerprint_join(&key, group, min, address.as_deref(), s);
+            }
         }
     }
 
@@ -294,8 +308,14 @@ impl Engine {
 
     /// Clients with one fingerprint that each showed a signal of their own form a cluster
     /// once they span `cluster_min_addresses` addresses; later ones join it.
-    fn fingerprint_join(&mut self, key: &str, fingerprint: u64, address: Option<&str>, s: &Seen) {
-        let min = self.config.cluster_min_addresses;
+    fn fingerprint_join(
+        &mut self,
+        key: &str,
+        fingerprint: u64,
+        min: usize,
+        address: Option<&str>,
+        s: &Seen,
+    ) {
         let existing = self
             .fingerprints
             .get(&fingerprint)
@@ -732,6 +752,26 @@ mod tests {
             e.observe(&p.event(100 + i, 2_000_000 + i * 5000, Kind::Page, "/"));
         }
         assert!(e.get("c:172.16.0.1").unwrap().cluster.is_none());
+    }
+
+    #[test]
+    fn one_agent_from_neighbouring_addresses_is_one_cluster() {
+        let mut e = Engine::new(DetectConfig::default());
+        // Two addresses of one /24, each taking canaries with the same scraper agent.
+        for (i, ip) in ["203.0.113.5", "203.0.113.77"].iter().enumerate() {
+            let mut a = Actor::browser(ip);
+            a.ua = Some("Scrapy/2.11".into());
+            let i = i as i64;
+            e.observe(&a.event(i + 1, 1_000_000 + i, Kind::Canary, "/_fp/c/x.jpg"));
+        }
+        let k = e.get("c:203.0.113.5").unwrap().cluster.clone();
+        assert!(k.is_some());
+        assert_eq!(e.get("c:203.0.113.77").unwrap().cluster, k);
+        // The same agent in another /24 stays apart (until five such addresses).
+        let mut far = Actor::browser("198.51.100.5");
+        far.ua = Some("Scrapy/2.11".into());
+        e.observe(&far.event(9, 1_000_100, Kind::Canary, "/_fp/c/y.jpg"));
+        assert!(e.get("c:198.51.100.5").unwrap().cluster.is_none());
     }
 
     #[test]

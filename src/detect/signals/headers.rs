@@ -34,8 +34,13 @@ impl Signal for BrowserHeadersMissing {
     }
 }
 
-/// Why a browser's header set looks like a library's, if it does.
-pub fn unlike_a_browser(order: &str, accept: Option<&str>, kind: Kind) -> Option<&'static str> {
+/// Why a browser's header set looks like a library's, if it does. `navigation` is a page
+/// fetched without `Sec-Fetch-*` (with them, `*/*` can be a script's `fetch()` of HTML).
+pub fn unlike_a_browser(
+    order: &str,
+    accept: Option<&str>,
+    navigation: bool,
+) -> Option<&'static str> {
     let names: Vec<&str> = order.split(',').collect();
     let pos = |n: &str| names.iter().position(|h| *h == n);
     match (pos("accept"), pos("accept-encoding")) {
@@ -43,7 +48,7 @@ pub fn unlike_a_browser(order: &str, accept: Option<&str>, kind: Kind) -> Option
         (Some(a), Some(e)) if e < a => return Some("Accept-Encoding sent before Accept"),
         _ => {}
     }
-    if kind == Kind::Page && accept.is_some_and(|a| a.trim() == "*/*") {
+    if navigation && accept.is_some_and(|a| a.trim() == "*/*") {
         return Some("Accept: */* for a page");
     }
     None
@@ -61,7 +66,8 @@ impl Signal for HeaderOrder {
         if !client.browser || s.header_order.is_empty() {
             return None;
         }
-        let why = unlike_a_browser(&s.header_order, s.accept.as_deref(), s.kind())?;
+        let navigation = s.kind() == Kind::Page && !s.sec_fetch;
+        let why = unlike_a_browser(&s.header_order, s.accept.as_deref(), navigation)?;
         Some(format!(
             "browser user agent, but {why} (headers: {})",
             s.header_order
@@ -101,18 +107,17 @@ mod tests {
         let firefox = "host,user-agent,accept,accept-language,accept-encoding,connection,\
                        upgrade-insecure-requests,sec-fetch-dest,sec-fetch-mode,sec-fetch-site";
         assert_eq!(
-            unlike_a_browser(CHROME_ORDER, Some("text/html"), Kind::Page),
+            unlike_a_browser(CHROME_ORDER, Some("text/html"), true),
             None
         );
-        assert_eq!(
-            unlike_a_browser(firefox, Some("text/html"), Kind::Page),
-            None
-        );
-        assert_eq!(unlike_a_browser(firefox, Some("*/*"), Kind::Image), None);
+        assert_eq!(unlike_a_browser(firefox, Some("text/html"), true), None);
+        assert_eq!(unlike_a_browser(firefox, Some("*/*"), false), None);
         let requests = "host,user-agent,accept-encoding,accept,connection";
-        assert!(unlike_a_browser(requests, Some("*/*"), Kind::Image).is_some());
-        assert!(unlike_a_browser("host,user-agent,accept-encoding", None, Kind::Image).is_some());
-        assert!(unlike_a_browser("host,user-agent,accept", Some("*/*"), Kind::Page).is_some());
+        assert!(unlike_a_browser(requests, Some("*/*"), false).is_some());
+        assert!(unlike_a_browser("host,user-agent,accept-encoding", None, false).is_some());
+        assert!(unlike_a_browser("host,user-agent,accept", Some("*/*"), true).is_some());
+        // A script's fetch() of an HTML fragment sends */* with Sec-Fetch-Mode: cors.
+        assert_eq!(unlike_a_browser(CHROME_ORDER, Some("*/*"), false), None);
         let config = DetectConfig::default();
         let mut s = seen(1, 0, Kind::Image, "/a.jpg");
         s.header_order = requests.into();

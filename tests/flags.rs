@@ -168,14 +168,15 @@ fn a_harvester_is_flagged_alerted_held_and_can_be_dismissed() {
     assert_eq!(robots["count"], 4, "three canaries and /private/");
 
     // The raw addresses are held past the privacy window.
-    let held: i64 = db
-        .query_row(
+    let held = |key: &str| -> i64 {
+        db.query_row(
             "SELECT COUNT(*) FROM holds WHERE client_key = ?1",
-            [&key],
+            [key],
             |r| r.get(0),
         )
-        .unwrap();
-    assert_eq!(held, 1);
+        .unwrap()
+    };
+    assert_eq!(held(&key), 1);
 
     // One signed webhook call.
     let (headers, body) = hooks
@@ -214,14 +215,7 @@ fn a_harvester_is_flagged_alerted_held_and_can_be_dismissed() {
     let all = clients_json(&env, false);
     let dismissed = all.iter().find(|c| c["key"] == key.as_str()).unwrap();
     assert_eq!(dismissed["dismissed"], true);
-    let held: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM holds WHERE client_key = ?1",
-            [&key],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(held, 0);
+    assert_eq!(held(&key), 0);
     let history = env.run(&["clients", "history", &key]);
     let history = String::from_utf8_lossy(&history.stdout);
     assert!(

@@ -76,21 +76,29 @@ fn add_reason(into: &mut Client, r: &Reason) {
     }
 }
 
+/// Adds `item` to a cluster's list unless it is there or the list is full.
+pub fn note(list: &mut Vec<String>, item: &str) {
+    if list.len() < MAX_MEMBERS && !list.iter().any(|x| x == item) {
+        list.push(item.to_string());
+    }
+}
+
+/// Adds the counts, reasons and time span of `from` (a member, or a cluster) to `into`.
+fn add_evidence(into: &mut Client, from: &Client) {
+    into.counts.add(&from.counts);
+    for r in &from.reasons {
+        add_reason(into, r);
+    }
+    widen(into, from.first_ms, from.last_ms);
+}
+
 /// Adds a member's evidence so far to its cluster.
 pub fn absorb(cluster: &mut Client, member: &Client) {
-    if cluster.members.len() < MAX_MEMBERS && !cluster.members.contains(&member.key) {
-        cluster.members.push(member.key.clone());
-    }
+    note(&mut cluster.members, &member.key);
     if let Some(a) = &member.address {
-        if cluster.addresses.len() < MAX_MEMBERS && !cluster.addresses.contains(a) {
-            cluster.addresses.push(a.clone());
-        }
+        note(&mut cluster.addresses, a);
     }
-    cluster.counts.add(&member.counts);
-    for r in &member.reasons {
-        add_reason(cluster, r);
-    }
-    widen(cluster, member.first_ms, member.last_ms);
+    add_evidence(cluster, member);
     if cluster.agent.is_none() {
         cluster.agent = member.agent.clone();
         cluster.crawler = member.crawler;
@@ -102,20 +110,12 @@ pub fn absorb(cluster: &mut Client, member: &Client) {
 /// Moves everything of cluster `from` into `into` (two clusters found to be one actor).
 pub fn merge(into: &mut Client, from: &Client) {
     for m in &from.members {
-        if into.members.len() < MAX_MEMBERS && !into.members.contains(m) {
-            into.members.push(m.clone());
-        }
+        note(&mut into.members, m);
     }
     for a in &from.addresses {
-        if into.addresses.len() < MAX_MEMBERS && !into.addresses.contains(a) {
-            into.addresses.push(a.clone());
-        }
+        note(&mut into.addresses, a);
     }
-    into.counts.add(&from.counts);
-    for r in &from.reasons {
-        add_reason(into, r);
-    }
-    widen(into, from.first_ms, from.last_ms);
+    add_evidence(into, from);
 }
 
 fn widen(c: &mut Client, first: i64, last: i64) {

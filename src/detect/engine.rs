@@ -380,13 +380,7 @@ impl Engine {
                 cluster::absorb(cluster, m);
                 self.dirty.insert(member.to_string());
             }
-            None => {
-                if cluster.members.len() < cluster::MAX_MEMBERS
-                    && !cluster.members.iter().any(|x| x == member)
-                {
-                    cluster.members.push(member.to_string());
-                }
-            }
+            None => cluster::note(&mut cluster.members, member),
         }
         rescore(&self.config, cluster);
         note_level(&self.config, cluster, (s.ts_ms, s.id), &mut self.changes);

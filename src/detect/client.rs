@@ -219,6 +219,9 @@ pub struct Client {
     pub addresses: Vec<String>,
     /// A person dismissed this key: it stays reported but is never flagged or held.
     pub dismissed: bool,
+    /// A cluster found to be part of another: its evidence went there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
 }
 
 impl Client {
@@ -290,6 +293,9 @@ impl Client {
         if self.is_cluster() {
             v["members"] = serde_json::json!(self.members);
             v["addresses"] = serde_json::json!(self.addresses.len());
+        }
+        if let Some(k) = &self.merged_into {
+            v["merged_into"] = serde_json::json!(k);
         }
         v
     }

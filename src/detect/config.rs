@@ -317,6 +317,9 @@ pub struct DetectConfig {
     pub replay_secs: u64,
     /// Check a claimed search-engine agent by reverse then forward DNS of its address.
     pub verify_search_engines: bool,
+    /// Browsers send `Sec-Fetch-*` only to https (and localhost) origins: false for a site
+    /// that visitors reach over plain http.
+    pub expect_sec_fetch: bool,
     pub signals: Signals,
     pub agents: Agents,
 }
@@ -338,6 +341,7 @@ impl Default for DetectConfig {
             persist_secs: 2,
             replay_secs: 3600,
             verify_search_engines: false,
+            expect_sec_fetch: true,
             signals: Signals::default(),
             agents: Agents::default(),
         }

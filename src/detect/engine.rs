@@ -115,6 +115,10 @@ impl Engine {
     /// Takes back a client or cluster read from the store.
     pub fn load(&mut self, mut c: Client) {
         c.dismissed = c.dismissed || self.allowed.contains(&c.key);
+        if let Some(into) = &c.merged_into {
+            self.merged.insert(c.key.clone(), into.clone());
+            return;
+        }
         if c.is_cluster() {
             self.clusters.insert(c.key.clone(), c);
             return;
@@ -396,9 +400,11 @@ impl Engine {
         } else {
             (y.to_string(), x.to_string())
         };
-        let Some(gone) = self.clusters.remove(&from) else {
+        let Some(mut gone) = self.clusters.remove(&from) else {
             return;
         };
+        gone.merged_into = Some(into.clone());
+        self.dirty.remove(&from);
         for m in &gone.members {
             if let Some(c) = self.clients.peek_mut(m) {
                 c.cluster = Some(into.clone());
@@ -422,6 +428,8 @@ impl Engine {
             rescore(&self.config, c);
             note_level(&self.config, c, (s.ts_ms, s.id), &mut self.changes);
         }
+        // Written once more, marked, so `clients` shows the actor once.
+        self.evicted.push(gone);
         self.dirty.insert(into);
     }
 
@@ -725,6 +733,18 @@ mod tests {
         assert_eq!(cluster.addresses.len(), 50);
         assert!(cluster.reason(SignalId::TokenHandoff).is_some());
         assert_eq!(cluster.counts.requests, 150);
+        // Clusters merged on the way are written once more, marked, never listed as actors.
+        let (written, _) = e.take_changes();
+        let listed: Vec<_> = written
+            .iter()
+            .filter(|c| c.is_cluster() && c.merged_into.is_none())
+            .collect();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, k);
+        assert!(written
+            .iter()
+            .filter(|c| c.merged_into.is_some())
+            .all(|c| c.merged_into.as_deref() == Some(k.as_str())));
     }
 
     #[test]

@@ -99,7 +99,8 @@ pub fn keys(conn: &Connection) -> Result<Vec<String>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Everything `faceprobe clients` lists: flagged first, then by score.
+/// Everything `faceprobe clients` lists: flagged first, then by score (clusters merged into
+/// another are left out: the one they joined carries their evidence).
 pub fn list(conn: &Connection, flagged_only: bool) -> Result<Vec<Client>, StoreError> {
     let mut stmt = conn.prepare(if flagged_only {
         "SELECT state FROM clients WHERE level IS NOT NULL ORDER BY score DESC, key"
@@ -109,7 +110,7 @@ pub fn list(conn: &Connection, flagged_only: bool) -> Result<Vec<Client>, StoreE
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for state in rows {
-        out.extend(decode(state?));
+        out.extend(decode(state?).filter(|c| c.merged_into.is_none()));
     }
     Ok(out)
 }

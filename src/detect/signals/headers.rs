@@ -15,13 +15,14 @@ impl Signal for BrowserHeadersMissing {
         SignalId::BrowserHeadersMissing
     }
 
-    fn observe(&self, _: &DetectConfig, client: &mut Client, facts: &Facts) -> Option<String> {
+    fn observe(&self, config: &DetectConfig, client: &mut Client, facts: &Facts) -> Option<String> {
         let s = facts.seen;
-        if !client.browser || (s.sec_fetch && s.accept_language) {
+        let sec_fetch_missing = !s.sec_fetch && config.expect_sec_fetch;
+        if !client.browser || !(sec_fetch_missing || !s.accept_language) {
             return None;
         }
         let mut missing = Vec::new();
-        if !s.sec_fetch {
+        if sec_fetch_missing {
             missing.push("Sec-Fetch-*");
         }
         if !s.accept_language {
@@ -97,6 +98,26 @@ mod tests {
         );
         let full = seen(2, 0, Kind::Page, "/");
         assert_eq!(run(&BrowserHeadersMissing, &mut c, &[full], false), 0);
+        // A site served over plain http gets no Sec-Fetch-* from browsers.
+        let plain_http = DetectConfig {
+            expect_sec_fetch: false,
+            ..DetectConfig::default()
+        };
+        let f = Facts {
+            seen: &bare,
+            disallowed: false,
+        };
+        assert!(BrowserHeadersMissing
+            .observe(&plain_http, &mut c, &f)
+            .is_none());
+        bare.accept_language = false;
+        let f = Facts {
+            seen: &bare,
+            disallowed: false,
+        };
+        assert!(BrowserHeadersMissing
+            .observe(&plain_http, &mut c, &f)
+            .is_some());
         bare.user_agent = Some("curl/8.5.0".into());
         let mut curl = client_for(&bare, &config);
         assert_eq!(run(&BrowserHeadersMissing, &mut curl, &[bare], false), 0);

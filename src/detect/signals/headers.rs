@@ -18,7 +18,7 @@ impl Signal for BrowserHeadersMissing {
     fn observe(&self, config: &DetectConfig, client: &mut Client, facts: &Facts) -> Option<String> {
         let s = facts.seen;
         let sec_fetch_missing = !s.sec_fetch && config.expect_sec_fetch;
-        if !client.browser || !(sec_fetch_missing || !s.accept_language) {
+        if !client.browser || (!sec_fetch_missing && s.accept_language) {
             return None;
         }
         let mut missing = Vec::new();

@@ -23,15 +23,18 @@ pub fn fingerprint(s: &Seen) -> u64 {
         "accept-language",
         "connection",
     ];
-    let order: Vec<&str> = s
-        .header_order
-        .split(',')
-        .filter(|h| SHAPE.contains(h))
-        .collect();
+    // The shape headers joined by commas, built in one allocation.
+    let mut order = String::with_capacity(s.header_order.len());
+    for h in s.header_order.split(',').filter(|h| SHAPE.contains(h)) {
+        if !order.is_empty() {
+            order.push(',');
+        }
+        order.push_str(h);
+    }
     fnv(&[
         s.user_agent.as_deref().unwrap_or("").as_bytes(),
         &[u8::from(s.sec_fetch), u8::from(s.accept_language)],
-        order.join(",").as_bytes(),
+        order.as_bytes(),
     ])
 }
 

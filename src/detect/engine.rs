@@ -6,8 +6,7 @@
 //! Memory is bounded by `max_clients` (LRU; the least recently seen client is handed back to
 //! be written when any signal fired for it, else forgotten) and `max_fingerprints`.
 
-use super::client::Crawler;
-use super::client::{Client, Reached};
+use super::client::{Client, Crawler, Reached};
 use super::cluster::{self, FpGroup};
 use super::config::DetectConfig;
 use super::signals::{self, handoff, robots::RobotsRules, Facts, SignalId, ALL};
@@ -41,6 +40,9 @@ pub struct Engine {
     /// Clusters absorbed into another, by key: where their members went.
     merged: HashMap<String, String>,
     fingerprints: LruCache<u64, FpGroup>,
+    /// What each recent user agent was classified as: most new clients bring an agent seen
+    /// before, and classifying one (~50 substring searches) is most of a new client's cost.
+    agents: LruCache<String, (Crawler, bool)>,
     pub robots: RobotsRules,
     allowed: HashSet<String>,
     /// Hashes of keys written to the store and no longer in memory (reload them on return).
@@ -55,6 +57,9 @@ pub struct Engine {
     pub evictions: u64,
 }
 
+/// User agents whose classification is kept (~200 bytes each).
+const AGENTS_KEPT: usize = 4096;
+
 fn nonzero(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n.max(1)).expect("at least one")
 }
@@ -68,6 +73,7 @@ impl Engine {
         Engine {
             clients: LruCache::new(nonzero(config.max_clients)),
             fingerprints: LruCache::new(nonzero(config.max_fingerprints)),
+            agents: LruCache::new(nonzero(AGENTS_KEPT)),
             config,
             clusters: HashMap::new(),
             merged: HashMap::new(),
@@ -181,7 +187,16 @@ impl Engine {
             dismissed: self.allowed.contains(&s.client_key),
             ..Client::default()
         };
-        signals::classify(&mut c, &self.config);
+        match s.user_agent.as_deref() {
+            Some(ua) => {
+                let config = &self.config;
+                (c.crawler, c.browser) = *self.agents.get_or_insert_ref(ua, || {
+                    signals::classify(&mut c, config);
+                    (c.crawler, c.browser)
+                });
+            }
+            None => signals::classify(&mut c, &self.config),
+        }
         if self.config.verify_search_engines && c.crawler == Crawler::SearchEngine {
             if let Some(ip) = s.ip.as_deref().and_then(|ip| ip.parse().ok()) {
                 self.to_verify.push((c.key.clone(), ip));
@@ -243,20 +258,27 @@ impl Engine {
             }
         }
         let delta = counts_delta(&client.counts, &before);
-        let key = client.key.clone();
+        // The client's own key is the one it was looked up by: no copy of it per event.
+        let key = s.client_key.as_str();
         let cluster_before = client.cluster.clone();
         if !fired.is_empty() {
             rescore(&self.config, client);
             note_level(&self.config, client, (s.ts_ms, s.id), &mut self.changes);
         }
-        if client.score > 0.0 || client.cluster.is_some() {
-            self.dirty.insert(key.clone());
+        if (client.score > 0.0 || client.cluster.is_some()) && !self.dirty.contains(key) {
+            self.dirty.insert(key.to_string());
         }
         let marked = !fired.is_empty() && client.marked();
         let fingerprint = client.fingerprint;
-        let address = client.address.clone();
-        let prefix = client.prefix.clone();
-        let agent = client.agent.clone().unwrap_or_default();
+        let (address, prefix, agent) = if marked {
+            (
+                client.address.clone(),
+                client.prefix.clone(),
+                client.agent.clone().unwrap_or_default(),
+            )
+        } else {
+            (None, None, String::new())
+        };
 
         if let Some(k) = cluster_before.map(|k| self.resolve(&k)) {
             if let Some(c) = self.clusters.get_mut(&k) {
@@ -275,11 +297,11 @@ impl Engine {
         }
         if let Some(owner) = handoff::other_owner(&facts) {
             let owner = owner.to_string();
-            self.join(&owner, &key, s);
+            self.join(&owner, key, s);
         }
         if marked {
             self.fingerprint_join(
-                &key,
+                key,
                 fingerprint,
                 self.config.cluster_min_addresses,
                 address.as_deref(),
@@ -289,7 +311,7 @@ impl Engine {
             if let Some(prefix) = prefix {
                 let group = signals::fnv(&[b"prefix", prefix.as_bytes(), agent.as_bytes()]);
                 let min = self.config.prefix_min_addresses;
-                self.fingerprint_join(&key, group, min, address.as_deref(), s);
+                self.fingerprint_join(key, group, min, address.as_deref(), s);
             }
         }
     }

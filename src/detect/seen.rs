@@ -3,6 +3,7 @@
 
 use crate::record::Kind;
 use rusqlite::Connection;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Seen {
@@ -34,11 +35,12 @@ impl Seen {
         self.kind.unwrap_or(Kind::Other)
     }
 
-    /// The path with its query, as robots.txt rules see it.
-    pub fn target(&self) -> String {
+    /// The path with its query, as robots.txt rules see it (borrowed when there is no query:
+    /// this runs for every event).
+    pub fn target(&self) -> Cow<'_, str> {
         match &self.query {
-            Some(q) => format!("{}?{}", self.path, q),
-            None => self.path.clone(),
+            Some(q) => Cow::Owned(format!("{}?{}", self.path, q)),
+            None => Cow::Borrowed(&self.path),
         }
     }
 }

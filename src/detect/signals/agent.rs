@@ -7,10 +7,16 @@ use super::{Facts, Signal, SignalId};
 use crate::detect::client::{Client, Crawler};
 use crate::detect::config::{AgentWeights, DetectConfig};
 
-fn contains_any(ua: &str, tokens: &[String]) -> bool {
-    tokens
-        .iter()
-        .any(|t| !t.is_empty() && ua.contains(&t.to_ascii_lowercase()))
+/// Whether `ua` (already lower case) contains any of `tokens`, compared in lower case.
+/// `lower` is a buffer for each token in lower case (this runs for every new client, over
+/// ~50 tokens: one allocation, not one per token).
+fn contains_any(ua: &str, tokens: &[String], lower: &mut String) -> bool {
+    tokens.iter().any(|t| {
+        lower.clear();
+        lower.push_str(t);
+        lower.make_ascii_lowercase();
+        !t.is_empty() && ua.contains(lower.as_str())
+    })
 }
 
 /// Sets `crawler` and `browser` from the client's user agent.
@@ -22,17 +28,19 @@ pub fn classify(client: &mut Client, config: &DetectConfig) {
     };
     let lower = ua.to_ascii_lowercase();
     let a = &config.agents;
-    client.crawler = if contains_any(&lower, &a.dataset) {
+    let mut buf = String::with_capacity(64);
+    let mut any = |tokens: &[String]| contains_any(&lower, tokens, &mut buf);
+    client.crawler = if any(&a.dataset) {
         Crawler::Dataset
-    } else if contains_any(&lower, &a.ai) {
+    } else if any(&a.ai) {
         Crawler::Ai
-    } else if contains_any(&lower, &a.headless) {
+    } else if any(&a.headless) {
         Crawler::Headless
-    } else if contains_any(&lower, &a.scraper) {
+    } else if any(&a.scraper) {
         Crawler::Scraper
-    } else if contains_any(&lower, &a.search) {
+    } else if any(&a.search) {
         Crawler::SearchEngine
-    } else if contains_any(&lower, &a.declared) {
+    } else if any(&a.declared) {
         Crawler::Declared
     } else {
         Crawler::None

@@ -42,9 +42,19 @@ pub fn unlike_a_browser(
     accept: Option<&str>,
     navigation: bool,
 ) -> Option<&'static str> {
-    let names: Vec<&str> = order.split(',').collect();
-    let pos = |n: &str| names.iter().position(|h| *h == n);
-    match (pos("accept"), pos("accept-encoding")) {
+    // The first position of each, in one pass and without collecting (runs for every event).
+    let (mut at_accept, mut at_encoding) = (None, None);
+    for (i, h) in order.split(',').enumerate() {
+        if h == "accept" && at_accept.is_none() {
+            at_accept = Some(i);
+        } else if h == "accept-encoding" && at_encoding.is_none() {
+            at_encoding = Some(i);
+        }
+        if at_accept.is_some() && at_encoding.is_some() {
+            break;
+        }
+    }
+    match (at_accept, at_encoding) {
         (None, _) => return Some("no Accept header"),
         (Some(a), Some(e)) if e < a => return Some("Accept-Encoding sent before Accept"),
         _ => {}

@@ -15,7 +15,12 @@ use std::num::NonZeroUsize;
 pub struct RobotsRules {
     bodies: HashMap<String, String>,
     latest: Option<String>,
-    parsed: LruCache<(String, String), Option<texting_robots::Robot>>,
+    /// Parsed rules by `"{sha}\n{product token}"` (a hex SHA-256 has no newline).
+    parsed: LruCache<String, Option<texting_robots::Robot>>,
+    /// Product tokens by user agent: working one out costs more than the rest of an event.
+    tokens: LruCache<String, String>,
+    /// The key being looked up, kept to spare an allocation per event.
+    key: String,
 }
 
 impl Default for RobotsRules {
@@ -24,8 +29,17 @@ impl Default for RobotsRules {
             bodies: HashMap::new(),
             latest: None,
             parsed: LruCache::new(NonZeroUsize::new(1024).expect("non-zero")),
+            tokens: LruCache::new(NonZeroUsize::new(4096).expect("non-zero")),
+            key: String::new(),
         }
     }
+}
+
+/// Whether `word` contains `needle` (lower case ASCII), ignoring ASCII case.
+fn contains_lower(word: &str, needle: &str) -> bool {
+    word.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// The product token robots.txt groups name: `Googlebot` in
@@ -33,13 +47,20 @@ impl Default for RobotsRules {
 pub fn product_token(ua: &str) -> &str {
     let words = ua.split([' ', ';', '(', ')']);
     let mut first = None;
+    // Compares without lower-casing each word into a new string.
     for w in words.filter(|w| !w.is_empty()) {
         let name = w.split('/').next().unwrap_or(w);
-        let lower = name.to_ascii_lowercase();
-        if lower.contains("bot") || lower.contains("crawl") || lower.contains("spider") {
+        if ["bot", "crawl", "spider"]
+            .iter()
+            .any(|n| contains_lower(name, n))
+        {
             return name;
         }
-        if first.is_none() && !lower.starts_with("mozilla") && w.contains('/') {
+        let mozilla = name
+            .as_bytes()
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"mozilla"));
+        if first.is_none() && !mozilla && w.contains('/') {
             first = Some(name);
         }
     }
@@ -70,23 +91,25 @@ impl RobotsRules {
         let sha = version
             .filter(|v| self.bodies.contains_key(*v))
             .or(self.latest.as_deref())
-            .unwrap_or("")
-            .to_string();
-        let token = product_token(agent.unwrap_or("*")).to_string();
-        let key = (sha, token);
-        if !self.parsed.contains(&key) {
-            let body = self
-                .bodies
-                .get(&key.0)
+            .unwrap_or("");
+        let agent = agent.unwrap_or("*");
+        let token = self
+            .tokens
+            .get_or_insert_ref(agent, || product_token(agent).to_string());
+        let key = &mut self.key;
+        key.clear();
+        key.push_str(sha);
+        key.push('\n');
+        key.push_str(token);
+        let bodies = &self.bodies;
+        let robot = self.parsed.get_or_insert_ref(key.as_str(), || {
+            let body = bodies
+                .get(sha)
                 .map(String::as_str)
                 .unwrap_or(crate::edge::robots::DEFAULT);
-            let robot = texting_robots::Robot::new(&key.1, body.as_bytes()).ok();
-            self.parsed.put(key.clone(), robot);
-        }
-        match self.parsed.get(&key) {
-            Some(Some(robot)) => !robot.allowed(target),
-            _ => false,
-        }
+            texting_robots::Robot::new(token, body.as_bytes()).ok()
+        });
+        robot.as_ref().is_some_and(|r| !r.allowed(target))
     }
 }
 
@@ -164,6 +187,15 @@ mod tests {
             "Googlebot"
         );
         assert_eq!(product_token("python-requests/2.31"), "python-requests");
+        // Names are matched ignoring case, and kept as sent.
+        assert_eq!(
+            product_token("MOZILLA/5.0 (compatible; SuperCRAWLer/1.0)"),
+            "SuperCRAWLer"
+        );
+        assert_eq!(product_token("MOZILLA/5.0 Foo/1.0"), "Foo");
+        // The same agent again is answered from the cache, the same way.
+        assert!(r.disallows(None, Some(bot), "/photos/2.jpg"));
+        assert!(!r.disallows(None, Some(CHROME), "/photos/2.jpg"));
     }
 
     #[test]

@@ -327,7 +327,8 @@ impl Runner {
                 if c.dismissed {
                     clients::release(&tx, &c.key, &c.members)?;
                 }
-                if c.last_ms < ip_before {
+                // A member of a flagged cluster is held through the cluster.
+                if c.last_ms < ip_before && !clients::is_held(&tx, &c.key)? {
                     pseudonymize(&self.ip_key, c);
                 }
             }

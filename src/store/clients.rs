@@ -140,6 +140,13 @@ pub fn hold(
     Ok(())
 }
 
+/// Whether a client's raw addresses are kept (it, or a cluster it is in, is flagged).
+pub fn is_held(conn: &Connection, client_key: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM holds WHERE client_key = ?1")?
+        .exists([client_key])?)
+}
+
 /// Lets the privacy job pseudonymize a key's (and its members') addresses again.
 pub fn release(conn: &Connection, key: &str, members: &[String]) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached("DELETE FROM holds WHERE client_key = ?1")?;

@@ -334,12 +334,14 @@ impl Runner {
             }
             clients::upsert(&tx, c, now)?;
         }
-        let reasons: std::collections::HashMap<&str, serde_json::Value> = states
-            .iter()
-            .map(|c| (c.key.as_str(), c.summary()["reasons"].clone()))
-            .collect();
+        // Reasons are rendered only for the keys whose history grows, not for every state.
+        let by_key: std::collections::HashMap<&str, &Client> =
+            states.iter().map(|c| (c.key.as_str(), c)).collect();
         for ch in changes.iter() {
-            clients::append_history(&tx, ch, reasons.get(ch.key.as_str()))?;
+            let reasons = by_key
+                .get(ch.key.as_str())
+                .map(|c| c.summary()["reasons"].take());
+            clients::append_history(&tx, ch, reasons.as_ref())?;
         }
         tokens::set_meta(&tx, clients::CHECKPOINT, &self.engine.last_id.to_string())?;
         tx.commit()?;

@@ -105,9 +105,9 @@ pub fn start(
     let verifier = match config.verify_search_engines {
         true => Some(
             super::verify::Verifier::start(config.agents.search_domains.clone()).map_err(|e| {
-                StoreError::Secret {
-                    path: data_dir.to_path_buf(),
-                    message: format!("cannot start the DNS check thread: {e}"),
+                StoreError::Thread {
+                    what: "DNS check",
+                    source: e,
                 }
             })?,
         ),
@@ -128,9 +128,9 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("faceprobe-detect".into())
         .spawn(move || runner.run(stopped, poll, persist_every))
-        .map_err(|e| StoreError::Secret {
-            path: data_dir.to_path_buf(),
-            message: format!("cannot start the detector thread: {e}"),
+        .map_err(|e| StoreError::Thread {
+            what: "detector",
+            source: e,
         })?;
     Ok(DetectorHandle { stop, thread })
 }

@@ -122,16 +122,16 @@ pub fn start(
                 None => return,
             }
         })
-        .map_err(|e| StoreError::Secret {
-            path: data_dir.to_path_buf(),
-            message: format!("cannot start the recorder's timer thread: {e}"),
+        .map_err(|e| StoreError::Thread {
+            what: "recorder's timer",
+            source: e,
         })?;
     let thread = std::thread::Builder::new()
         .name("faceprobe-writer".into())
         .spawn(move || writer.run(rx))
-        .map_err(|e| StoreError::Secret {
-            path: data_dir.to_path_buf(),
-            message: format!("cannot start the writer thread: {e}"),
+        .map_err(|e| StoreError::Thread {
+            what: "writer",
+            source: e,
         })?;
     Ok((
         super::Recorder {

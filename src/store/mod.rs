@@ -35,6 +35,11 @@ pub enum StoreError {
     },
     #[error("deployment secret {path}: {message}")]
     Secret { path: PathBuf, message: String },
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("cannot encode {what}: {message}")]
     Encode { what: &'static str, message: String },
     #[error("database error: {0}")]

@@ -74,6 +74,9 @@ pub struct ServeConfig {
     pub upstream: String,
     /// Peers (CIDR) whose `Forwarded` / `X-Forwarded-For` headers are believed.
     pub trusted_proxies: Vec<String>,
+    /// Threads that serve connections, each with its own event loop and upstream connection
+    /// pool; 0 = one per core.
+    pub workers: usize,
     /// Open client connections at most; more wait to be accepted.
     pub max_connections: usize,
     /// Largest request head (request line and headers), in bytes.
@@ -100,6 +103,9 @@ pub struct RecordConfig {
     /// Microseconds a batch stays open for more events before it is committed (group
     /// commit: one fsync for many events); a canary waits at most this long plus the commit.
     pub commit_linger_us: u64,
+    /// Microseconds a batch holding only page, asset and other events (which no one waits
+    /// for) stays open; evidence or a waiting canary shortens it to `commit_linger_us`.
+    pub background_linger_us: u64,
     /// `full` (every commit reaches the disk: survives power loss) or `normal` (survives a
     /// crash of faceprobe, not of the machine).
     pub synchronous: String,
@@ -182,6 +188,7 @@ impl Default for ServeConfig {
             admin_listen: "127.0.0.1:8089".to_string(),
             upstream: String::new(),
             trusted_proxies: vec!["127.0.0.1/32".to_string(), "::1/128".to_string()],
+            workers: 0,
             max_connections: 4096,
             max_header_bytes: 16 * 1024,
             max_body_bytes: 16 * 1024 * 1024,
@@ -198,6 +205,7 @@ impl Default for RecordConfig {
             queue_capacity: 16_384,
             batch_max: 4096,
             commit_linger_us: 2000,
+            background_linger_us: 20_000,
             synchronous: "full".to_string(),
             raw_ip_hours: 72,
             retention_days: 180,
@@ -421,12 +429,13 @@ impl Config {
                 "use a queue of at least 16 and a batch of at least 1",
             ));
         }
-        if r.commit_linger_us > 1_000_000 {
-            return Err(invalid(
-                "record.commit_linger_us",
-                r.commit_linger_us.to_string(),
-                "use 0 to 1000000 (a second)",
-            ));
+        for (key, v) in [
+            ("record.commit_linger_us", r.commit_linger_us),
+            ("record.background_linger_us", r.background_linger_us),
+        ] {
+            if v > 1_000_000 {
+                return Err(invalid(key, v.to_string(), "use 0 to 1000000 (a second)"));
+            }
         }
         if !["full", "normal"].contains(&r.synchronous.as_str()) {
             return Err(invalid(

@@ -33,9 +33,11 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     if config.effective_mode() == Mode::Proxy && config.serve.upstream.is_empty() {
         anyhow::bail!("proxy mode needs an upstream: pass --upstream URL or set serve.upstream");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // This runtime accepts connections, serves the admin listener and handles signals; the
+    // connections themselves are served by the edge's worker threads (serve.workers).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("faceprobe-edge")
+        .thread_name("faceprobe-main")
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {

@@ -10,7 +10,8 @@ use lol_html::send::{HtmlRewriter, Settings};
 use lol_html::{element, end, AsciiCompatibleEncoding, MemorySettings};
 use std::io::Write;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -174,6 +175,58 @@ pub fn encoding_of(content_type: &str) -> Option<AsciiCompatibleEncoding> {
     AsciiCompatibleEncoding::new(encoding)
 }
 
+/// Where the rewriter put the markup: before the byte at this offset of the (decoded) source
+/// document, which starts its `</body>` end tag; or `AT_END` (no `</body>`: appended).
+const NOT_PLACED: usize = usize::MAX;
+const AT_END: usize = usize::MAX - 1;
+
+/// A rewriter that plants `markup` before the first `</body>`, or at the end of a document
+/// without one, and notes in `at` where it did (an offset in the source, or `AT_END`).
+fn rewriter(
+    encoding: AsciiCompatibleEncoding,
+    markup: Arc<str>,
+    at: Arc<AtomicUsize>,
+    sink: Sink,
+) -> HtmlRewriter<'static, Sink> {
+    let (a1, m1) = (at.clone(), markup.clone());
+    let (a2, m2) = (at, markup);
+    let settings = Settings {
+        element_content_handlers: vec![element!("body", move |el| {
+            let (a, m) = (a1.clone(), m1.clone());
+            if el.can_have_content() {
+                el.on_end_tag(lol_html::end_tag!(move |end| {
+                    let offset = end.source_location().bytes().start;
+                    if a.compare_exchange(NOT_PLACED, offset, Relaxed, Relaxed)
+                        .is_ok()
+                    {
+                        end.before(&m, ContentType::Html);
+                    }
+                    Ok(())
+                }))?;
+            }
+            Ok(())
+        })],
+        document_content_handlers: vec![end!(move |end| {
+            // No </body> in the document: the markup goes at its end, still in the body.
+            if a2
+                .compare_exchange(NOT_PLACED, AT_END, Relaxed, Relaxed)
+                .is_ok()
+            {
+                end.append(&m2, ContentType::Html);
+            }
+            Ok(())
+        })],
+        encoding,
+        memory_settings: MemorySettings {
+            max_allowed_memory_usage: REWRITER_MEMORY,
+            ..MemorySettings::default()
+        },
+        strict: false,
+        ..Settings::new_send()
+    };
+    HtmlRewriter::new(settings, sink)
+}
+
 impl Injected {
     pub fn new(
         inner: Body,
@@ -186,42 +239,11 @@ impl Injected {
         let sink: Sink = Box::new(move |chunk: &[u8]| {
             super::canary::lock(&sink_out).extend_from_slice(chunk);
         });
-        let placed = Arc::new(AtomicBool::new(false));
-        let markup: Arc<str> = markup.into();
-        let (p1, m1) = (placed.clone(), markup.clone());
-        let (p2, m2) = (placed, markup);
-        let settings = Settings {
-            element_content_handlers: vec![element!("body", move |el| {
-                let (p, m) = (p1.clone(), m1.clone());
-                if el.can_have_content() {
-                    el.on_end_tag(lol_html::end_tag!(move |end| {
-                        if !p.swap(true, Ordering::Relaxed) {
-                            end.before(&m, ContentType::Html);
-                        }
-                        Ok(())
-                    }))?;
-                }
-                Ok(())
-            })],
-            document_content_handlers: vec![end!(move |end| {
-                // No </body> in the document: the markup goes at its end, still in the body.
-                if !p2.swap(true, Ordering::Relaxed) {
-                    end.append(&m2, ContentType::Html);
-                }
-                Ok(())
-            })],
-            encoding,
-            memory_settings: MemorySettings {
-                max_allowed_memory_usage: REWRITER_MEMORY,
-                ..MemorySettings::default()
-            },
-            strict: false,
-            ..Settings::new_send()
-        };
+        let at = Arc::new(AtomicUsize::new(NOT_PLACED));
         Injected {
             inner,
             decoder: Some(Decoder::new(coding)),
-            rewriter: Some(HtmlRewriter::new(settings, sink)),
+            rewriter: Some(rewriter(encoding, markup.into(), at, sink)),
             out,
             encoder: Some(Encoder::new(coding)),
             done: false,
@@ -299,6 +321,146 @@ impl http_body::Body for Injected {
                         return Poll::Ready(None);
                     }
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                }
+            }
+        }
+    }
+}
+
+/// Where the rewriter placed the markup in documents it has rewritten, keyed by the documents'
+/// bytes themselves (kept up to a memory budget, least recently used first out), so that a
+/// page served again byte for byte (a static site) is not parsed again: the markup goes
+/// where the parser put it last time in the identical document. Output is byte for byte what
+/// the parser would write; only an identical document (and encoding) reuses a placement.
+pub struct Placements {
+    known: Mutex<Known>,
+}
+
+struct Known {
+    /// Document -> (encoding name, offset of its `</body>` or `AT_END`).
+    map: lru::LruCache<Vec<u8>, (&'static str, usize), foldhash::fast::RandomState>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl Placements {
+    /// Remembers placements in documents totalling at most `budget` bytes.
+    pub fn new(budget: usize) -> Placements {
+        Placements {
+            known: Mutex::new(Known {
+                map: lru::LruCache::unbounded_with_hasher(foldhash::fast::RandomState::default()),
+                bytes: 0,
+                budget,
+            }),
+        }
+    }
+
+    /// `doc` with `markup` planted before its `</body>` (or at its end when it has none).
+    pub fn plant(
+        &self,
+        doc: &[u8],
+        encoding: AsciiCompatibleEncoding,
+        markup: &str,
+    ) -> Result<Vec<u8>, BoxError> {
+        let name = <&'static encoding_rs::Encoding>::from(encoding).name();
+        let known = super::canary::lock(&self.known).map.get(doc).copied();
+        if let Some((_, at)) = known.filter(|(n, _)| *n == name) {
+            let at = at.min(doc.len());
+            let mut out = Vec::with_capacity(doc.len() + markup.len());
+            out.extend_from_slice(&doc[..at]);
+            out.extend_from_slice(markup.as_bytes());
+            out.extend_from_slice(&doc[at..]);
+            return Ok(out);
+        }
+        let out = Arc::new(Mutex::new(Vec::with_capacity(doc.len() + markup.len())));
+        let sink_out = out.clone();
+        let sink: Sink = Box::new(move |chunk: &[u8]| {
+            super::canary::lock(&sink_out).extend_from_slice(chunk);
+        });
+        let at = Arc::new(AtomicUsize::new(NOT_PLACED));
+        let mut r = rewriter(encoding, markup.into(), at.clone(), sink);
+        r.write(doc)?;
+        r.end()?;
+        let at = at.load(Relaxed);
+        if at != NOT_PLACED && doc.len() <= self.budget() {
+            let mut k = super::canary::lock(&self.known);
+            if let Some((old, _)) = k.map.push(doc.to_vec(), (name, at)) {
+                k.bytes -= old.len();
+            }
+            k.bytes += doc.len();
+            while k.bytes > k.budget {
+                match k.map.pop_lru() {
+                    Some((old, _)) => k.bytes -= old.len(),
+                    None => break,
+                }
+            }
+        }
+        let out = std::mem::take(&mut *super::canary::lock(&out));
+        Ok(out)
+    }
+
+    fn budget(&self) -> usize {
+        super::canary::lock(&self.known).budget
+    }
+}
+
+/// An HTML response body small enough to read whole (its length is declared and at most
+/// the cap): read, then planted at once through `Placements`.
+pub struct Whole {
+    inner: Body,
+    buf: Vec<u8>,
+    cap: usize,
+    plant: Option<(AsciiCompatibleEncoding, String, Arc<Placements>)>,
+}
+
+impl Whole {
+    pub fn new(
+        inner: Body,
+        cap: usize,
+        encoding: AsciiCompatibleEncoding,
+        markup: String,
+        placements: Arc<Placements>,
+    ) -> Whole {
+        Whole {
+            inner,
+            buf: Vec::new(),
+            cap,
+            plant: Some((encoding, markup, placements)),
+        }
+    }
+}
+
+impl http_body::Body for Whole {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some((encoding, markup, placements)) = this.plant.as_ref() else {
+                return Poll::Ready(None);
+            };
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers are dropped: the body was rewritten
+                    };
+                    if this.buf.len() + data.len() > this.cap {
+                        this.plant = None;
+                        return Poll::Ready(Some(Err("HTML body longer than declared".into())));
+                    }
+                    this.buf.extend_from_slice(&data);
+                }
+                Poll::Ready(None) => {
+                    let out = placements.plant(&this.buf, *encoding, markup);
+                    this.plant = None;
+                    this.buf = Vec::new();
+                    return Poll::Ready(Some(out.map(|o| Frame::data(Bytes::from(o)))));
                 }
             }
         }
@@ -386,5 +548,85 @@ mod tests {
         assert!(encoding_of("text/html; charset=utf-16").is_none());
         assert!(encoding_of("text/html; charset=\"windows-1252\"").is_some());
         let _ = Full::new(Bytes::new());
+    }
+
+    /// Pages the parser handles in different ways: the end tag in a script string, in a
+    /// comment, in capitals with spaces, twice, missing, a fragment, non-UTF-8 bytes.
+    const PAGES: [&[u8]; 8] = [
+        b"<html><body><p>hi</p><script>var s='</body>';</script></body></html>",
+        b"<html><body><!-- </body> --><p>x</p></BODY ></html>\n",
+        b"<body>one</body><body>two</body>",
+        b"<p>fragment",
+        b"<!DOCTYPE html><html><head><title>t</title></head></html>",
+        b"<html><body>caf\xe9 \xff\xfe broken bytes</body></html>",
+        b"",
+        b"<html><body><textarea></body></textarea></body></html>",
+    ];
+
+    #[test]
+    fn a_remembered_placement_gives_the_parsers_bytes_exactly() {
+        let placements = Placements::new(1 << 20);
+        let utf8 = encoding_of("text/html").unwrap();
+        for page in PAGES {
+            let streamed = run(body_of(vec![page.to_vec()]), Coding::Identity);
+            let parsed = placements.plant(page, utf8, "<i id=mark></i>").unwrap();
+            assert_eq!(parsed, streamed, "first (parsed) plant of {page:?}");
+            let remembered = placements.plant(page, utf8, "<i id=mark></i>").unwrap();
+            assert_eq!(remembered, streamed, "remembered plant of {page:?}");
+            let other = placements.plant(page, utf8, "<b>other token</b>").unwrap();
+            let expected =
+                String::from_utf8_lossy(&streamed).replace("<i id=mark></i>", "<b>other token</b>");
+            assert_eq!(String::from_utf8_lossy(&other), expected, "{page:?}");
+        }
+        // Every page was remembered: the second and third plants did not parse again.
+        assert_eq!(
+            super::super::canary::lock(&placements.known).map.len(),
+            PAGES.len()
+        );
+    }
+
+    #[test]
+    fn remembered_pages_stay_within_the_memory_budget() {
+        let placements = Placements::new(100);
+        let utf8 = encoding_of("text/html").unwrap();
+        let page = |i: usize| format!("<body>page {i:02} {}</body>", "x".repeat(20)).into_bytes();
+        for i in 0..10 {
+            placements.plant(&page(i), utf8, "<i>").unwrap();
+        }
+        let k = super::super::canary::lock(&placements.known);
+        assert!(k.bytes <= 100, "{} bytes kept", k.bytes);
+        assert_eq!(k.bytes, k.map.iter().map(|(d, _)| d.len()).sum::<usize>());
+        // The most recent pages are the ones kept.
+        assert!(k.map.contains(&page(9)) && !k.map.contains(&page(0)));
+        drop(k);
+        // The same bytes in another encoding are parsed, not taken from the memory.
+        let latin1 = encoding_of("text/html; charset=windows-1252").unwrap();
+        let out = placements.plant(&page(9), latin1, "<i>").unwrap();
+        assert_eq!(
+            out,
+            format!("<body>page 09 {}<i></body>", "x".repeat(20)).into_bytes()
+        );
+    }
+
+    #[test]
+    fn a_whole_body_is_read_across_chunks_and_capped_at_its_declared_length() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let utf8 = encoding_of("text/html").unwrap();
+        let placements = Arc::new(Placements::new(1 << 20));
+        let chunks = vec![b"<html><body>a</bo".to_vec(), b"dy></html>".to_vec()];
+        let whole = Whole::new(
+            body_of(chunks.clone()),
+            27,
+            utf8,
+            "<i>".into(),
+            placements.clone(),
+        );
+        let out = rt.block_on(async { whole.collect().await.unwrap().to_bytes() });
+        assert_eq!(&out[..], b"<html><body>a<i></body></html>");
+        // More bytes than declared: an error, not a silently longer page.
+        let short = Whole::new(body_of(chunks), 20, utf8, "<i>".into(), placements);
+        assert!(rt.block_on(async { short.collect().await }).is_err());
     }
 }

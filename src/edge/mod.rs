@@ -16,6 +16,7 @@ pub mod inject;
 pub mod logs;
 pub mod proxy;
 pub mod robots;
+mod workers;
 
 use crate::config::{Config, Mode};
 use crate::metrics::Metrics;
@@ -47,6 +48,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every response body the edge sends.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
+/// HTML pages of a declared length up to this are read whole and planted through
+/// `inject::Placements` (a page seen before is not parsed again); longer ones are streamed.
+const WHOLE_PAGE_MAX: u64 = 256 * 1024;
+/// Bytes of pages kept to recognise a page seen before (see `inject::Placements`).
+const PLACEMENTS_BUDGET: usize = 16 * 1024 * 1024;
+
 /// Largest robots.txt or tdmrep.json read from the upstream.
 const ROBOTS_CAP: usize = 512 * 1024;
 
@@ -77,7 +84,8 @@ pub enum ServeError {
 /// What every request handler shares.
 pub struct App {
     mode: Mode,
-    proxy: Option<proxy::Proxy>,
+    /// One upstream client (and connection pool) per worker thread, indexed by worker.
+    proxies: Vec<proxy::Proxy>,
     demo: Option<demo::Demo>,
     canaries: Canaries,
     recorder: Recorder,
@@ -85,6 +93,7 @@ pub struct App {
     logs: logs::LogGate,
     trusted: client::Trusted,
     keys: client::Keys,
+    placements: Arc<inject::Placements>,
     /// robots.txt versions already stored (by SHA-256), so each is sent to the store once.
     robots_seen: Mutex<HashSet<[u8; 32]>>,
     max_body: u64,
@@ -159,14 +168,20 @@ pub async fn serve(
     };
     let public = bind(&s.listen, "serve.listen", "--listen ADDR or serve.listen").await?;
     let admin_listener = bind(&s.admin_listen, "serve.admin_listen", "serve.admin_listen").await?;
+    let worker_count = workers::count(s.workers);
     let app = Arc::new(App {
         mode,
-        proxy: (mode == Mode::Proxy).then(|| {
-            proxy::Proxy::new(
-                proxy::Upstream::parse(&s.upstream).expect("validated with the config"),
-                Duration::from_secs(s.upstream_timeout_secs),
-            )
-        }),
+        proxies: match mode {
+            Mode::Proxy => (0..worker_count)
+                .map(|_| {
+                    proxy::Proxy::new(
+                        proxy::Upstream::parse(&s.upstream).expect("validated with the config"),
+                        Duration::from_secs(s.upstream_timeout_secs),
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
         demo: (mode == Mode::Demo).then(demo::Demo::new),
         canaries,
         recorder: recorder.clone(),
@@ -178,6 +193,7 @@ pub async fn serve(
         ),
         trusted: client::Trusted::parse(&s.trusted_proxies),
         keys: client::Keys::new(&secret),
+        placements: Arc::new(inject::Placements::new(PLACEMENTS_BUDGET)),
         robots_seen: Mutex::new(HashSet::new()),
         max_body: s.max_body_bytes,
     });
@@ -223,7 +239,40 @@ pub async fn serve(
         .max_header_list_size(s.max_header_bytes as u32)
         .keep_alive_interval(Duration::from_secs(s.header_timeout_secs.max(10)))
         .keep_alive_timeout(Duration::from_secs(s.header_timeout_secs.max(10)));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Taken (None) once shutdown starts: a connection a worker picks up after that is closed.
+    let graceful = Arc::new(Mutex::new(Some(
+        hyper_util::server::graceful::GracefulShutdown::new(),
+    )));
+    let serve_conn: workers::ServeConn = {
+        let (app, metrics, graceful) = (app.clone(), metrics.clone(), graceful.clone());
+        let head_timeout = Duration::from_secs(s.header_timeout_secs);
+        Arc::new(move |worker, stream, peer| {
+            let (app, metrics, builder) = (app.clone(), metrics.clone(), builder.clone());
+            let watcher = canary::lock(&graceful).as_ref().map(|g| g.watcher());
+            Box::pin(async move {
+                let Some(watcher) = watcher else { return };
+                metrics.connections_open.fetch_add(1, Relaxed);
+                // hyper's head timeout starts once it knows HTTP/1 from HTTP/2; a client that
+                // sends nothing (or half the HTTP/2 preface) must not hold a slot for ever.
+                if protocol_known(&stream, head_timeout).await {
+                    let service = hyper::service::service_fn(move |req| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(handle(app, worker, peer, req).await) }
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                metrics.connections_open.fetch_sub(1, Relaxed);
+            })
+        })
+    };
+    let workers =
+        workers::Workers::start(worker_count, serve_conn).map_err(|source| StoreError::Thread {
+            what: "edge worker",
+            source,
+        })?;
     let connections = Arc::new(Semaphore::new(s.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -246,32 +295,14 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let metrics = metrics.clone();
-        let head_timeout = Duration::from_secs(s.header_timeout_secs);
-        tokio::spawn(async move {
-            metrics.connections_open.fetch_add(1, Relaxed);
-            // hyper's head timeout starts once it knows HTTP/1 from HTTP/2; a client that
-            // sends nothing (or half the HTTP/2 preface) must not hold a slot for ever.
-            if protocol_known(&stream, head_timeout).await {
-                let service = hyper::service::service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(app, peer, req).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            }
-            metrics.connections_open.fetch_sub(1, Relaxed);
-            drop(permit);
-        });
+        if let Err(e) = workers.dispatch(stream, peer, permit) {
+            tracing::warn!(error = %e, "could not hand a connection to a worker");
+        }
     }
     drop(public);
     tracing::info!("shutting down: no new connections; finishing requests in flight");
     let grace = Duration::from_secs(s.shutdown_grace_secs);
+    let graceful = canary::lock(&graceful).take().expect("taken only here");
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
@@ -280,6 +311,7 @@ pub async fn serve(
     }
     admin_task.abort();
     summary_task.abort();
+    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     match recorder.flush().await {
         Ok(()) => tracing::info!(
             written = metrics.events_written.load(Relaxed),
@@ -332,7 +364,12 @@ async fn protocol_known(stream: &tokio::net::TcpStream, timeout: Duration) -> bo
     }
 }
 
-async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    app: Arc<App>,
+    worker: usize,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let ip = app.trusted.client_ip(peer.ip(), &parts.headers);
@@ -347,14 +384,14 @@ async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Resp
         return app.faceprobe_path(rest, &parts, event, started).await;
     }
     if path == "/robots.txt" {
-        return app.robots(&parts, event, started).await;
+        return app.robots(worker, &parts, event, started).await;
     }
     if path == "/.well-known/tdmrep.json" {
         let r = text(StatusCode::OK, "application/json", robots::TDMREP);
         return app.finish(&parts, r, event, started, Kind::Other);
     }
     match app.mode {
-        Mode::Proxy => app.proxied(parts, body, event, started, peer).await,
+        Mode::Proxy => app.proxied(worker, parts, body, event, started, peer).await,
         Mode::Demo => {
             let resp = app
                 .demo
@@ -448,13 +485,14 @@ impl App {
 
     async fn proxied(
         &self,
+        worker: usize,
         parts: http::request::Parts,
         body: Incoming,
         event: Event,
         started: Instant,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let Some(proxy) = &self.proxy else {
+        let Some(proxy) = self.proxies.get(worker) else {
             return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "text/plain",
@@ -550,6 +588,11 @@ impl App {
                 let mint = self.canaries.mint(&event.client_key, None);
                 let markup = Canaries::markup(&mint.token);
                 event.mints.push(mint);
+                let declared = rparts
+                    .headers
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
                 rparts.headers.remove(CONTENT_LENGTH);
                 rparts.headers.remove("content-md5");
                 if let Some(etag) = rparts.headers.get(http::header::ETAG).cloned() {
@@ -566,7 +609,19 @@ impl App {
                         None => rparts.headers.remove(http::header::ETAG),
                     };
                 }
-                inject::Injected::new(body, coding, encoding, markup).boxed_unsync()
+                match declared {
+                    Some(n) if coding == inject::Coding::Identity && n <= WHOLE_PAGE_MAX => {
+                        inject::Whole::new(
+                            body,
+                            n as usize,
+                            encoding,
+                            markup,
+                            self.placements.clone(),
+                        )
+                        .boxed_unsync()
+                    }
+                    _ => inject::Injected::new(body, coding, encoding, markup).boxed_unsync(),
+                }
             }
             _ => body,
         };
@@ -579,7 +634,7 @@ impl App {
     }
 
     async fn faceprobe_path(
-        &self,
+        self: &Arc<Self>,
         rest: &str,
         parts: &http::request::Parts,
         mut event: Event,
@@ -622,7 +677,7 @@ impl App {
     }
 
     async fn canary_image(
-        &self,
+        self: &Arc<Self>,
         tail: &str,
         parts: &http::request::Parts,
         mut event: Event,
@@ -632,13 +687,17 @@ impl App {
             return self.evidence_not_found(event, started).await;
         };
         event.token = Some(token);
-        let canaries = &self.canaries;
-        // Lookup and rendering are blocking work: off the runtime's threads.
-        let found = tokio::task::block_in_place(|| {
-            let mint = canaries.lookup_blocking(&token).ok().flatten()?;
-            let rendered = canaries.rendered_blocking(&mint)?;
+        // Lookup and rendering are blocking work: off the worker's thread.
+        let app = self.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let mint = app.canaries.lookup_blocking(&token).ok().flatten()?;
+            let rendered = app.canaries.rendered_blocking(&mint)?;
             Some((mint, rendered))
-        });
+        })
+        .await
+        .ok()
+        .flatten();
+        let canaries = &self.canaries;
         let Some((mint, rendered)) = found else {
             return self.evidence_not_found(event, started).await;
         };
@@ -691,13 +750,23 @@ impl App {
         }
     }
 
-    async fn gallery(&self, tail: &str, mut event: Event, started: Instant) -> Response<Body> {
+    async fn gallery(
+        self: &Arc<Self>,
+        tail: &str,
+        mut event: Event,
+        started: Instant,
+    ) -> Response<Body> {
         let Some(token) = client::token_in(tail) else {
             return self.evidence_not_found(event, started).await;
         };
         event.token = Some(token);
-        let parent =
-            tokio::task::block_in_place(|| self.canaries.lookup_blocking(&token).ok().flatten());
+        let app = self.clone();
+        let parent = tokio::task::spawn_blocking(move || {
+            app.canaries.lookup_blocking(&token).ok().flatten()
+        })
+        .await
+        .ok()
+        .flatten();
         let Some(parent) = parent else {
             return self.evidence_not_found(event, started).await;
         };
@@ -730,11 +799,12 @@ impl App {
 
     async fn robots(
         &self,
+        worker: usize,
         parts: &http::request::Parts,
         mut event: Event,
         started: Instant,
     ) -> Response<Body> {
-        let (body, source) = match (&self.proxy, self.mode) {
+        let (body, source) = match (self.proxies.get(worker), self.mode) {
             (Some(p), _) => match p
                 .fetch(
                     "/robots.txt",

@@ -60,12 +60,19 @@ pub enum RecordError {
 pub struct Recorder {
     tx: mpsc::Sender<Record>,
     metrics: Arc<Metrics>,
+    /// The writer thread, woken when something it must commit soon is queued.
+    writer: std::thread::Thread,
 }
 
 impl Recorder {
+    /// Publishes the queue depth; wakes the writer once a quarter of the queue waits, so a
+    /// burst is written before the queue fills (the writer otherwise sleeps out its linger).
     fn depth_changed(&self) {
         let depth = self.tx.max_capacity() - self.tx.capacity();
         self.metrics.queue_depth.store(depth as i64, Relaxed);
+        if depth >= self.tx.max_capacity() / 4 {
+            self.writer.unpark();
+        }
     }
 
     /// Queues a page, asset or other event without waiting; dropped (and counted) when the
@@ -90,6 +97,7 @@ impl Recorder {
     pub async fn keep(&self, event: Event) -> Result<(), RecordError> {
         self.metrics.request(event.kind());
         let sent = self.tx.send(Record::Event(Box::new(event), None)).await;
+        self.writer.unpark();
         self.depth_changed();
         sent.map_err(|_| RecordError::Stopped)
     }
@@ -102,13 +110,16 @@ impl Recorder {
             .send(Record::Event(Box::new(event), Some(ack)))
             .await
             .map_err(|_| RecordError::Stopped)?;
+        self.writer.unpark();
         self.depth_changed();
         done.await.map_err(|_| RecordError::Stopped)?
     }
 
     /// Queues a record that is not an event, waiting for room.
     pub async fn send(&self, record: Record) -> Result<(), RecordError> {
-        self.tx.send(record).await.map_err(|_| RecordError::Stopped)
+        let sent = self.tx.send(record).await.map_err(|_| RecordError::Stopped);
+        self.writer.unpark();
+        sent
     }
 
     /// Queues a record that is not an event if there is room; false when it was dropped.
@@ -129,6 +140,7 @@ impl Recorder {
         self.tx
             .blocking_send(Record::Flush(ack))
             .map_err(|_| RecordError::Stopped)?;
+        self.writer.unpark();
         done.blocking_recv().map_err(|_| RecordError::Stopped)
     }
 

@@ -137,6 +137,7 @@ pub fn start(
         super::Recorder {
             tx,
             metrics: metrics.clone(),
+            writer: thread.thread().clone(),
         },
         WriterHandle { thread },
     ))
@@ -149,16 +150,24 @@ impl Writer {
         // Purge once at start, so a deployment that restarts often still honours the window.
         self.purge_if_due(true);
         let mut batch = Vec::with_capacity(self.config.batch_max);
-        let linger = Duration::from_micros(self.config.commit_linger_us);
+        let short = Duration::from_micros(self.config.commit_linger_us);
+        let long = Duration::from_micros(self.config.background_linger_us).max(short);
         while let Some(first) = rx.blocking_recv() {
             let opened = Instant::now();
+            let mut linger = if urgent(&first) { short } else { long };
             batch.push(first);
             // Group commit: a commit (and its fsync) costs far more than an insert, so a batch
-            // stays open up to `commit_linger_us` for what arrives meanwhile.
+            // stays open for what arrives meanwhile: up to `commit_linger_us` when something
+            // in it is evidence or awaited, else up to `background_linger_us`.
             loop {
                 while batch.len() < self.config.batch_max {
                     match rx.try_recv() {
-                        Ok(r) => batch.push(r),
+                        Ok(r) => {
+                            if urgent(&r) {
+                                linger = short;
+                            }
+                            batch.push(r);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -166,7 +175,10 @@ impl Writer {
                 if batch.len() >= self.config.batch_max || waited >= linger || rx.is_closed() {
                     break;
                 }
-                std::thread::sleep((linger - waited).min(Duration::from_micros(500)));
+                // Woken early by a sender of evidence or of an awaited record, or when a quarter
+                // of the queue waits (`Recorder` unparks this thread); page and asset events do
+                // not wake it otherwise.
+                std::thread::park_timeout((linger - waited).min(Duration::from_millis(5)));
             }
             self.metrics.queue_depth.store(rx.len() as i64, Relaxed);
             let tick = self.write_batch(&mut batch);
@@ -324,6 +336,16 @@ fn store_to_sql(e: StoreError) -> rusqlite::Error {
         other => rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(
             other.to_string(),
         ))),
+    }
+}
+
+/// Whether a record must be committed soon: someone waits for it (a canary fetch, a flush), or
+/// it is evidence (canary, trap, robots.txt), which a crash must not take with it.
+fn urgent(r: &Record) -> bool {
+    match r {
+        Record::Event(event, ack) => ack.is_some() || event.kind().is_evidence(),
+        Record::Flush(_) | Record::Robots { .. } => true,
+        Record::Identities { .. } | Record::Tick => false,
     }
 }
 

@@ -528,6 +528,44 @@ mod tests {
     }
 
     #[test]
+    fn only_evidence_and_awaited_records_cut_a_batch_short() {
+        let boxed = |kind| Box::new(event("192.0.2.1", "/x", kind, 0));
+        for kind in [Kind::Page, Kind::Asset, Kind::Image, Kind::Other] {
+            assert!(!urgent(&Record::Event(boxed(kind), None)), "{kind:?}");
+            let (ack, _rx) = tokio::sync::oneshot::channel();
+            assert!(
+                urgent(&Record::Event(boxed(kind), Some(ack))),
+                "awaited {kind:?}"
+            );
+        }
+        for kind in [Kind::Canary, Kind::Trap, Kind::Robots] {
+            assert!(urgent(&Record::Event(boxed(kind), None)), "{kind:?}");
+        }
+        let (ack, _rx) = tokio::sync::oneshot::channel();
+        assert!(urgent(&Record::Flush(ack)));
+        assert!(!urgent(&Record::Tick));
+    }
+
+    #[test]
+    fn a_long_background_linger_still_commits_everything_on_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RecordConfig {
+            background_linger_us: 1_000_000,
+            ..config()
+        };
+        let (r, w) = started(dir.path(), &config);
+        for i in 0..50 {
+            r.record(event("192.0.2.7", &format!("/p{i}"), Kind::Page, i));
+        }
+        r.flush_blocking().unwrap();
+        let n: i64 = conn(dir.path())
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(n, 50);
+        stop(r, w);
+    }
+
+    #[test]
     fn events_are_chained_and_the_chain_verifies_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let (r, w) = started(dir.path(), &config());

@@ -180,6 +180,16 @@ pub fn encoding_of(content_type: &str) -> Option<AsciiCompatibleEncoding> {
 const NOT_PLACED: usize = usize::MAX;
 const AT_END: usize = usize::MAX - 1;
 
+/// A sink for the rewriter's output that appends to a buffer the caller drains.
+fn collecting(buf: Vec<u8>) -> (Arc<Mutex<Vec<u8>>>, Sink) {
+    let out = Arc::new(Mutex::new(buf));
+    let sink_out = out.clone();
+    let sink: Sink = Box::new(move |chunk: &[u8]| {
+        super::canary::lock(&sink_out).extend_from_slice(chunk);
+    });
+    (out, sink)
+}
+
 /// A rewriter that plants `markup` before the first `</body>`, or at the end of a document
 /// without one, and notes in `at` where it did (an offset in the source, or `AT_END`).
 fn rewriter(
@@ -234,11 +244,7 @@ impl Injected {
         encoding: AsciiCompatibleEncoding,
         markup: String,
     ) -> Injected {
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let sink_out = out.clone();
-        let sink: Sink = Box::new(move |chunk: &[u8]| {
-            super::canary::lock(&sink_out).extend_from_slice(chunk);
-        });
+        let (out, sink) = collecting(Vec::new());
         let at = Arc::new(AtomicUsize::new(NOT_PLACED));
         Injected {
             inner,
@@ -372,11 +378,7 @@ impl Placements {
             out.extend_from_slice(&doc[at..]);
             return Ok(out);
         }
-        let out = Arc::new(Mutex::new(Vec::with_capacity(doc.len() + markup.len())));
-        let sink_out = out.clone();
-        let sink: Sink = Box::new(move |chunk: &[u8]| {
-            super::canary::lock(&sink_out).extend_from_slice(chunk);
-        });
+        let (out, sink) = collecting(Vec::with_capacity(doc.len() + markup.len()));
         let at = Arc::new(AtomicUsize::new(NOT_PLACED));
         let mut r = rewriter(encoding, markup.into(), at.clone(), sink);
         r.write(doc)?;

@@ -14,8 +14,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 /// What a worker runs for one connection: (worker index, stream, peer).
-pub type ServeConn =
-    Arc<dyn Fn(usize, TcpStream, SocketAddr) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
+pub type ServeConn = Arc<
+    dyn Fn(usize, TcpStream, SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 struct Accepted {
     stream: std::net::TcpStream,
@@ -55,13 +56,12 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("faceprobe-edge-{index}"))
                 .spawn(move || {
-                    let local = tokio::task::LocalSet::new();
-                    local.block_on(&runtime, async move {
+                    runtime.block_on(async move {
                         while let Some(a) = rx.recv().await {
                             let conn = TcpStream::from_std(a.stream)
                                 .map(|stream| serve(index, stream, a.peer));
                             let count = count.clone();
-                            tokio::task::spawn_local(async move {
+                            tokio::spawn(async move {
                                 if let Ok(conn) = conn {
                                     conn.await;
                                 }

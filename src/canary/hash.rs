@@ -45,7 +45,8 @@ pub struct Rect {
 #[derive(Clone)]
 pub struct Frame {
     luma: Pyramid,
-    chroma: [Pyramid; 2],
+    /// None for a grey preview (`grey_preview`).
+    chroma: Option<[Pyramid; 2]>,
     /// Whether the image has colour at all (a greyscale copy has none to compare).
     pub colour: bool,
     /// The smaller side of the source image, in pixels: how much detail it can hold.
@@ -89,8 +90,52 @@ impl Frame {
         let colour = std(&cb).max(std(&cr)) > GREY_CHROMA_STD;
         Frame {
             luma: Pyramid::new(y),
-            chroma: [Pyramid::new(cb), Pyramid::new(cr)],
+            chroma: Some([Pyramid::new(cb), Pyramid::new(cr)]),
             colour,
+            source_side: img.width().min(img.height()),
+        }
+    }
+
+    /// A grey-only frame of a render no larger than the frame, upsampled bilinearly: the
+    /// matcher's prefilter, which renders many nominees small and must not spend more on
+    /// each frame than on its render (`of_rgb`'s resampling costs more than a 64 px render).
+    /// Only its grey can be compared (`Probe::low`): it has no chroma.
+    pub fn grey_preview(img: &RgbImage) -> Frame {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let luma: Vec<f32> = img
+            .pixels()
+            .map(|p| 0.2126 * p[0] as f32 + 0.7152 * p[1] as f32 + 0.0722 * p[2] as f32)
+            .collect();
+        let side = FRAME as usize;
+        // Source coordinate and weight of each frame column (or row), centres aligned.
+        let taps = |src: usize| -> Vec<(usize, usize, f32)> {
+            let scale = src as f32 / side as f32;
+            (0..side)
+                .map(|i| {
+                    let x = ((i as f32 + 0.5) * scale - 0.5).clamp(0.0, (src - 1) as f32);
+                    let x0 = x as usize;
+                    (x0, (x0 + 1).min(src - 1), x - x0 as f32)
+                })
+                .collect()
+        };
+        let (xs, ys) = (taps(w.max(1)), taps(h.max(1)));
+        let mut level = Vec::with_capacity(side * side);
+        if luma.is_empty() {
+            level.resize(side * side, 0.0);
+        } else {
+            for &(y0, y1, fy) in &ys {
+                let (top, bottom) = (&luma[y0 * w..][..w], &luma[y1 * w..][..w]);
+                for &(x0, x1, fx) in &xs {
+                    let t = top[x0] + (top[x1] - top[x0]) * fx;
+                    let b = bottom[x0] + (bottom[x1] - bottom[x0]) * fx;
+                    level.push(t + (b - t) * fy);
+                }
+            }
+        }
+        Frame {
+            luma: Pyramid::new(level),
+            chroma: None,
+            colour: false,
             source_side: img.width().min(img.height()),
         }
     }
@@ -100,10 +145,14 @@ impl Frame {
         self.luma.sample(rect, n)
     }
 
-    /// Both chroma planes of `rect` on an n×n grid, one after the other.
+    /// Both chroma planes of `rect` on an n×n grid, one after the other (zeros, which
+    /// correlate with nothing, for a grey preview).
     pub fn sample_chroma(&self, rect: Rect, n: u32) -> Vec<f32> {
-        let mut v = self.chroma[0].sample(rect, n);
-        v.extend(self.chroma[1].sample(rect, n));
+        let Some([cb, cr]) = &self.chroma else {
+            return vec![0.0; 2 * (n * n) as usize];
+        };
+        let mut v = cb.sample(rect, n);
+        v.extend(cr.sample(rect, n));
         v
     }
 }

@@ -238,6 +238,8 @@ impl Hashes {
 /// The hashers and the name under which their output is stored.
 pub struct Scheme {
     phash: Hasher<[u8; 8]>,
+    /// The pHash's DCT, for `region_phash` (see `phash_of_region`).
+    dct: std::sync::Arc<dyn rustdct::TransformType2And3<f32>>,
     dhash: Hasher<[u8; 8]>,
     name: String,
     params: String,
@@ -278,6 +280,7 @@ impl Scheme {
         })
         .unwrap_or_default();
         Scheme {
+            dct: rustdct::DctPlanner::new().plan_dct2(PHASH_DCT as usize),
             phash: phash.to_hasher(),
             dhash: dhash.to_hasher(),
             name: "fp1-phash8-dhash8-center80".to_string(),
@@ -304,9 +307,33 @@ impl Scheme {
         )
     }
 
-    /// pHash alone of one region, for crop hypotheses.
+    /// pHash alone of one region, for crop hypotheses: the same bits as the stored pHash
+    /// of that region (`hashes`), computed without `image_hasher`'s generic resampling, which
+    /// costs ten times the rest; the crop pass takes 256 of them per image.
     pub fn region_phash(&self, frame: &Frame, rect: Rect) -> u64 {
-        bits(&self.phash.hash_image(&grey_region(frame, rect)))
+        let grey = grey_region(frame, rect);
+        let mut vals = halve_triangle(grey.as_raw());
+        let mut scratch = vec![0.0; self.dct.get_scratch_len().max(PHASH_DCT as usize)];
+        let n = PHASH_DCT as usize;
+        // Rows, transpose, rows (the columns), transpose back: as image_hasher does.
+        for _ in 0..2 {
+            for row in vals.chunks_mut(n) {
+                self.dct.process_dct2_with_scratch(row, &mut scratch);
+            }
+            for y in 0..n {
+                for x in y + 1..n {
+                    vals.swap(y * n + x, x * n + y);
+                }
+            }
+        }
+        // The lowest 8×8 frequencies, bit i set when value i is at or above their median.
+        let low: Vec<f32> = (0..64).map(|i| vals[(i / 8) * n + i % 8]).collect();
+        let mut sorted = low.clone();
+        sorted.sort_unstable_by(f32::total_cmp);
+        let median = f32::midpoint(sorted[31], sorted[32]);
+        low.iter()
+            .enumerate()
+            .fold(0u64, |h, (i, &v)| h | (u64::from(v >= median) << i))
     }
 
     /// The hashes stored for a token, from its rendered image.
@@ -333,6 +360,60 @@ fn grey_region(frame: &Frame, rect: Rect) -> GrayImage {
         .map(|v| v.round().clamp(0.0, 255.0) as u8)
         .collect();
     GrayImage::from_raw(REGION, REGION, bytes).unwrap_or_else(|| GrayImage::new(REGION, REGION))
+}
+
+/// Side of the image the pHash transforms: twice its 8×8 bits (image_hasher's rule).
+const PHASH_DCT: u32 = 16;
+
+/// `imageops::resize(REGION² grey → PHASH_DCT², Triangle)` to the bit: the same weights, summed
+/// in the same order (columns, then rows) and rounded the same way, as f32.
+fn halve_triangle(grey: &[u8]) -> Vec<f32> {
+    let (src, dst) = (REGION as usize, PHASH_DCT as usize);
+    let ratio = src as f32 / dst as f32;
+    let support = ratio; // the triangle's support (1) times the ratio, which is above 1
+    let taps: Vec<(usize, Vec<f32>)> = (0..dst)
+        .map(|o| {
+            let centre = (o as f32 + 0.5) * ratio;
+            let left = ((centre - support).floor() as i64).clamp(0, src as i64 - 1) as usize;
+            let right =
+                ((centre + support).ceil() as i64).clamp(left as i64 + 1, src as i64) as usize;
+            let centre = centre - 0.5;
+            let mut ws: Vec<f32> = (left..right)
+                .map(|i| {
+                    let x = ((i as f32 - centre) / ratio).abs();
+                    if x < 1.0 {
+                        1.0 - x
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let sum = ws.iter().fold(0.0, |a, w| a + w);
+            ws.iter_mut().for_each(|w| *w /= sum);
+            (left, ws)
+        })
+        .collect();
+    let mut columns = vec![0.0f32; src * dst];
+    for (oy, (top, ws)) in taps.iter().enumerate() {
+        for x in 0..src {
+            let mut t = 0.0f32;
+            for (i, w) in ws.iter().enumerate() {
+                t += grey[(top + i) * src + x] as f32 * w;
+            }
+            columns[oy * src + x] = t;
+        }
+    }
+    let mut out = vec![0.0f32; dst * dst];
+    for (ox, (left, ws)) in taps.iter().enumerate() {
+        for oy in 0..dst {
+            let mut t = 0.0f32;
+            for (i, w) in ws.iter().enumerate() {
+                t += columns[oy * src + left + i] * w;
+            }
+            out[oy * dst + ox] = t.clamp(0.0, 255.0).round();
+        }
+    }
+    out
 }
 
 fn bits(hash: &ImageHash<[u8; 8]>) -> u64 {
@@ -368,6 +449,29 @@ mod tests {
         }
         let mean = total as f32 / 20.0;
         assert!(mean > 40.0, "mean distance between variants {mean}");
+    }
+
+    #[test]
+    fn region_phash_agrees_with_image_hasher_to_the_bit() {
+        use rand::{Rng, SeedableRng};
+        let scheme = Scheme::new();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut noise = RgbImage::new(97, 131);
+        noise.pixels_mut().for_each(|p| p.0 = rng.random());
+        for img in [render_seeds(7, 11, 256), render_seeds(8, 3, 64), noise] {
+            let frame = Frame::of_rgb(&img);
+            for _ in 0..200 {
+                let (x0, y0) = (rng.random_range(-0.1..0.4), rng.random_range(-0.1..0.4));
+                let rect = Rect {
+                    x0,
+                    y0,
+                    x1: x0 + rng.random_range(0.2..0.8),
+                    y1: y0 + rng.random_range(0.2..0.8),
+                };
+                let want = bits(&scheme.phash.hash_image(&grey_region(&frame, rect)));
+                assert_eq!(scheme.region_phash(&frame, rect), want, "{rect:?}");
+            }
+        }
     }
 
     #[test]

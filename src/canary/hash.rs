@@ -179,17 +179,12 @@ impl Pyramid {
         Pyramid { levels }
     }
 
-    /// Bilinear sample of one level at its pixel coordinates, clamped at the border.
-    fn at(level: &[f32], side: usize, x: f32, y: f32) -> f32 {
-        let max = (side - 1) as f32;
-        let x = x.clamp(0.0, max);
-        let y = y.clamp(0.0, max);
-        let (x0, y0) = (x as usize, y as usize);
-        let (x1, y1) = ((x0 + 1).min(side - 1), (y0 + 1).min(side - 1));
-        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-        let top = level[y0 * side + x0] * (1.0 - fx) + level[y0 * side + x1] * fx;
-        let bottom = level[y1 * side + x0] * (1.0 - fx) + level[y1 * side + x1] * fx;
-        top * (1.0 - fy) + bottom * fy
+    /// Where one grid line falls on a level of `side` pixels: the two pixels to blend and the
+    /// weight of the second, clamped at the border.
+    fn tap(v: f32, side: usize) -> (usize, usize, f32) {
+        let v = v.clamp(0.0, (side - 1) as f32);
+        let v0 = v as usize;
+        (v0, (v0 + 1).min(side - 1), v - v0 as f32)
     }
 
     /// Samples `rect` onto an n×n grid: one bilinear tap per cell, from the coarsest level
@@ -205,13 +200,19 @@ impl Pyramid {
         let s = side as f32;
         let cw = (rect.x1 - rect.x0) * s / n as f32;
         let ch = (rect.y1 - rect.y0) * s / n as f32;
+        // Columns are the same on every row: their taps are worked out once.
+        let columns: Vec<_> = (0..n)
+            .map(|i| Pyramid::tap(rect.x0 * s + cw * (i as f32 + 0.5) - 0.5, side))
+            .collect();
         let mut out = Vec::with_capacity((n * n) as usize);
         for j in 0..n {
-            let y = rect.y0 * s + ch * (j as f32 + 0.5) - 0.5;
-            for i in 0..n {
-                let x = rect.x0 * s + cw * (i as f32 + 0.5) - 0.5;
-                out.push(Pyramid::at(level, side, x, y));
-            }
+            let (y0, y1, fy) = Pyramid::tap(rect.y0 * s + ch * (j as f32 + 0.5) - 0.5, side);
+            let (upper, lower) = (&level[y0 * side..][..side], &level[y1 * side..][..side]);
+            out.extend(columns.iter().map(|&(x0, x1, fx)| {
+                let top = upper[x0] * (1.0 - fx) + upper[x1] * fx;
+                let bottom = lower[x0] * (1.0 - fx) + lower[x1] * fx;
+                top * (1.0 - fy) + bottom * fy
+            }));
         }
         out
     }
@@ -240,6 +241,7 @@ pub struct Scheme {
     phash: Hasher<[u8; 8]>,
     /// The pHash's DCT, for `region_phash` (see `phash_of_region`).
     dct: std::sync::Arc<dyn rustdct::TransformType2And3<f32>>,
+    phash_taps: Taps,
     dhash: Hasher<[u8; 8]>,
     name: String,
     params: String,
@@ -281,6 +283,7 @@ impl Scheme {
         .unwrap_or_default();
         Scheme {
             dct: rustdct::DctPlanner::new().plan_dct2(PHASH_DCT as usize),
+            phash_taps: triangle_taps(),
             phash: phash.to_hasher(),
             dhash: dhash.to_hasher(),
             name: "fp1-phash8-dhash8-center80".to_string(),
@@ -312,7 +315,7 @@ impl Scheme {
     /// costs ten times the rest; the crop pass takes 256 of them per image.
     pub fn region_phash(&self, frame: &Frame, rect: Rect) -> u64 {
         let grey = grey_region(frame, rect);
-        let mut vals = halve_triangle(grey.as_raw());
+        let mut vals = halve_triangle(grey.as_raw(), &self.phash_taps);
         let mut scratch = vec![0.0; self.dct.get_scratch_len().max(PHASH_DCT as usize)];
         let n = PHASH_DCT as usize;
         // Rows, transpose, rows (the columns), transpose back: as image_hasher does.
@@ -365,13 +368,15 @@ fn grey_region(frame: &Frame, rect: Rect) -> GrayImage {
 /// Side of the image the pHash transforms: twice its 8×8 bits (image_hasher's rule).
 const PHASH_DCT: u32 = 16;
 
-/// `imageops::resize(REGION² grey → PHASH_DCT², Triangle)` to the bit: the same weights, summed
-/// in the same order (columns, then rows) and rounded the same way, as f32.
-fn halve_triangle(grey: &[u8]) -> Vec<f32> {
+/// First source pixel and weights of each output pixel of `imageops::resize(REGION² →
+/// PHASH_DCT², Triangle)`, worked out as it does.
+type Taps = Vec<(usize, Vec<f32>)>;
+
+fn triangle_taps() -> Taps {
     let (src, dst) = (REGION as usize, PHASH_DCT as usize);
     let ratio = src as f32 / dst as f32;
     let support = ratio; // the triangle's support (1) times the ratio, which is above 1
-    let taps: Vec<(usize, Vec<f32>)> = (0..dst)
+    (0..dst)
         .map(|o| {
             let centre = (o as f32 + 0.5) * ratio;
             let left = ((centre - support).floor() as i64).clamp(0, src as i64 - 1) as usize;
@@ -392,7 +397,13 @@ fn halve_triangle(grey: &[u8]) -> Vec<f32> {
             ws.iter_mut().for_each(|w| *w /= sum);
             (left, ws)
         })
-        .collect();
+        .collect()
+}
+
+/// `imageops::resize(REGION² grey → PHASH_DCT², Triangle)` to the bit: the same weights, summed
+/// in the same order (columns, then rows) and rounded the same way, as f32.
+fn halve_triangle(grey: &[u8], taps: &Taps) -> Vec<f32> {
+    let (src, dst) = (REGION as usize, PHASH_DCT as usize);
     let mut columns = vec![0.0f32; src * dst];
     for (oy, (top, ws)) in taps.iter().enumerate() {
         for x in 0..src {
@@ -449,6 +460,49 @@ mod tests {
         }
         let mean = total as f32 / 20.0;
         assert!(mean > 40.0, "mean distance between variants {mean}");
+    }
+
+    #[test]
+    fn sampling_is_plain_bilinear_interpolation() {
+        // The per-tap formula the sampler computes row by row; hashes depend on every bit.
+        fn at(level: &[f32], side: usize, x: f32, y: f32) -> f32 {
+            let max = (side - 1) as f32;
+            let (x, y) = (x.clamp(0.0, max), y.clamp(0.0, max));
+            let (x0, y0) = (x as usize, y as usize);
+            let (x1, y1) = ((x0 + 1).min(side - 1), (y0 + 1).min(side - 1));
+            let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+            let top = level[y0 * side + x0] * (1.0 - fx) + level[y0 * side + x1] * fx;
+            let bottom = level[y1 * side + x0] * (1.0 - fx) + level[y1 * side + x1] * fx;
+            top * (1.0 - fy) + bottom * fy
+        }
+        let frame = Frame::of_rgb(&render_seeds(5, 6, 256));
+        for (rect, n) in [(FULL, 64), (CENTER, 32), (FULL, 16)] {
+            let rect = Rect {
+                x0: rect.x0 - 0.013,
+                y0: rect.y0 + 0.021,
+                ..rect
+            };
+            let span = (rect.x1 - rect.x0).max(rect.y1 - rect.y0);
+            let k = (0..4)
+                .take_while(|&k| k == 0 || (FRAME >> k) as f32 * span >= n as f32)
+                .last()
+                .unwrap_or(0);
+            let side = (FRAME >> k) as usize;
+            let s = side as f32;
+            let (cw, ch) = (
+                (rect.x1 - rect.x0) * s / n as f32,
+                (rect.y1 - rect.y0) * s / n as f32,
+            );
+            let want: Vec<f32> = (0..n * n)
+                .map(|c| {
+                    let (i, j) = ((c % n) as f32, (c / n) as f32);
+                    let x = rect.x0 * s + cw * (i + 0.5) - 0.5;
+                    let y = rect.y0 * s + ch * (j + 0.5) - 0.5;
+                    at(&frame.luma.levels[k], side, x, y)
+                })
+                .collect();
+            assert_eq!(frame.sample(rect, n), want, "{rect:?} {n}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Calibration of the matcher's prefilter (matcher.rs PREFILTER_SIDE / PREFILTER_LOW): the grey
-//! low-band correlation between a found image (after every damage of the attribution benchmark,
-//! and random chains) and a small render of the true canary, of another identity, and of another
-//! variant of the same identity.
+//! Calibration of the matcher's prefilter (matcher.rs PREFILTER_SIDE, PREFILTER_COARSE,
+//! PREFILTER_LOW): the grey low-band correlation between a found image (after every damage of
+//! the attribution benchmark, and random chains) and a small render of the true canary, of
+//! another identity, and of another variant of the same identity. Printed for the matcher's
+//! grey preview frame (the coarse stage of the search, then the whole search) and, to compare,
+//! for a full frame of the same render.
 //! cargo run --release --example prefilter -- [IDENTITIES] [SIDE]
 
 use faceprobe::canary::align::Probe;

@@ -44,8 +44,8 @@ const PREFILTER_SIDE: u32 = 64;
 /// (those go on to the fine comparison, which tells them apart).
 const PREFILTER_LOW: f32 = 0.85;
 /// The score the search's coarse stage (16×16) must reach before it is refined: the true
-/// canary scores ≥ 0.92 there, other identities ≤ 0.82 (same measurement). Most nominees
-/// stop here, at a third of the search's cost.
+/// canary scores ≥ 0.92 there, other identities ≤ 0.82 (same measurement, with the grey
+/// preview frame the matcher uses). Most nominees stop here, before the finer stages.
 const PREFILTER_COARSE: f32 = 0.80;
 /// The same for the centre pHash (of 64 bits) in the crop pass.
 const CENTER_SPREAD: u32 = 6;

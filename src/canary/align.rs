@@ -112,10 +112,40 @@ impl Probe {
     /// Searches the region of `candidate` that the query shows (a crop of up to `MAX_CROP`
     /// per side), then scores it.
     pub fn align(&self, candidate: &Frame) -> Alignment {
-        let score_at =
-            |rect: Rect, n: u32, q: &[f32]| dot(q, &normalized(candidate.sample(rect, n)));
+        let (_, start) = self.coarse_search(candidate);
+        let found = self.finish(candidate, self.refine(candidate, start));
+        let whole = self.whole(candidate);
+        if whole.score >= found.score {
+            whole
+        } else {
+            found
+        }
+    }
+
+    /// The grey low-band correlation of the best region, searched as `align` does, without
+    /// the detail and chroma bands: the matcher's prefilter, which also takes grey-only frames
+    /// (`Frame::grey_preview`).
+    pub fn low(&self, candidate: &Frame) -> f32 {
+        self.low_from(candidate, self.coarse_search(candidate).1)
+    }
+
+    /// `low`, with the search's coarse stage already done (`coarse_search`).
+    pub fn low_from(&self, candidate: &Frame, start: Rect) -> f32 {
+        let rect = self.refine(candidate, start);
+        let low = |rect| {
+            dot(
+                &self.fine.low,
+                &normalized(candidate.sample(rect, self.fine_n)),
+            )
+        };
+        low(rect).max(low(FULL))
+    }
+
+    /// The coarse stage of the search: the best of a grid of crops (0, half and all of
+    /// `MAX_CROP` per side) compared at 16×16, with its score.
+    pub fn coarse_search(&self, candidate: &Frame) -> (f32, Rect) {
         let steps = [0.0, MAX_CROP / 2.0, MAX_CROP];
-        let mut best = (score_at(FULL, COARSE, &self.coarse), FULL);
+        let mut best = (self.score_at(candidate, FULL, COARSE, &self.coarse), FULL);
         for &l in &steps {
             for &t in &steps {
                 for &r in &steps {
@@ -126,7 +156,7 @@ impl Probe {
                             x1: 1.0 - r,
                             y1: 1.0 - b,
                         };
-                        let s = score_at(rect, COARSE, &self.coarse);
+                        let s = self.score_at(candidate, rect, COARSE, &self.coarse);
                         if s > best.0 {
                             best = (s, rect);
                         }
@@ -134,19 +164,25 @@ impl Probe {
                 }
             }
         }
+        best
+    }
+
+    /// Hill-climbs each side of `start` in finer and finer steps.
+    fn refine(&self, candidate: &Frame, start: Rect) -> Rect {
+        let mut best = start;
         for (step, n, q) in [
             (0.03f32, COARSE, &self.coarse),
             (0.015, COARSE, &self.coarse),
             (0.007, MID, &self.mid),
             (0.0035, MID, &self.mid),
         ] {
-            let mut best_score = score_at(best.1, n, q);
+            let mut best_score = self.score_at(candidate, best, n, q);
             let mut improved = true;
             while improved {
                 improved = false;
                 for side in 0..4 {
                     for sign in [-1.0f32, 1.0] {
-                        let mut rect = best.1;
+                        let mut rect = best;
                         let v = match side {
                             0 => &mut rect.x0,
                             1 => &mut rect.y0,
@@ -157,23 +193,21 @@ impl Probe {
                         if !plausible(rect) {
                             continue;
                         }
-                        let s = score_at(rect, n, q);
+                        let s = self.score_at(candidate, rect, n, q);
                         if s > best_score + 1e-5 {
                             best_score = s;
-                            best = (s, rect);
+                            best = rect;
                             improved = true;
                         }
                     }
                 }
             }
         }
-        let found = self.finish(candidate, best.1);
-        let whole = self.whole(candidate);
-        if whole.score >= found.score {
-            whole
-        } else {
-            found
-        }
+        best
+    }
+
+    fn score_at(&self, candidate: &Frame, rect: Rect, n: u32, q: &[f32]) -> f32 {
+        dot(q, &normalized(candidate.sample(rect, n)))
     }
 }
 

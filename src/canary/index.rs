@@ -1,6 +1,7 @@
 //! The in-memory hash index: multi-index hashing (Norouzi et al.) over 64- and 128-bit keys.
 //!
-//! A key is cut into 16-bit chunks, each with its own bucket table. Two keys within Hamming
+//! A key is cut into 16-bit chunks (every fourth bit of a word, see `chunk`), each with its
+//! own bucket table. Two keys within Hamming
 //! distance `c·(ρ+1) - 1` (c chunks) share at least one chunk within distance ρ, so probing
 //! every bucket at chunk distance 0, 1, … ρ finds them all. Nearest-neighbour search grows ρ
 //! until k keys are certainly found, so a true match (a few bits off) costs a few hundred
@@ -107,6 +108,7 @@ impl Mih {
                 .sum::<usize>()
     }
 
+    #[inline(always)]
     fn distance(&self, item: usize, query: &[u64]) -> u32 {
         self.keys[item * self.words..(item + 1) * self.words]
             .iter()
@@ -118,6 +120,24 @@ impl Mih {
     /// The up to `k` nearest keys within `max_distance`, nearest first. Exact: no key within
     /// `max_distance` that is nearer than a returned one is missed.
     pub fn nearest(&self, query: &[u64], k: usize, max_distance: u32) -> Vec<Hit> {
+        // A search is mostly population counts: with the CPU's instruction they cost a third
+        // of the portable sequence (x86-64's baseline has none).
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU has the one instruction `nearest_popcnt` is compiled to use.
+            return unsafe { self.nearest_popcnt(query, k, max_distance) };
+        }
+        self.search(query, k, max_distance)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    fn nearest_popcnt(&self, query: &[u64], k: usize, max_distance: u32) -> Vec<Hit> {
+        self.search(query, k, max_distance)
+    }
+
+    #[inline(always)]
+    fn search(&self, query: &[u64], k: usize, max_distance: u32) -> Vec<Hit> {
         assert_eq!(query.len(), self.words);
         let n = self.len();
         if n == 0 || k == 0 {
@@ -179,8 +199,17 @@ impl Mih {
     }
 }
 
+/// Chunk `c` of a key: every fourth bit of word `c / 4`, from bit `c % 4`. Perceptual hash
+/// bits next to each other are correlated (neighbouring frequencies, neighbouring gradients),
+/// so contiguous 16-bit chunks fill a few buckets with most keys; interleaved ones spread
+/// them, and a search visits fewer keys.
 fn chunk(key: &[u64], c: usize) -> u16 {
-    (key[c / 4] >> ((c % 4) as u32 * CHUNK_BITS)) as u16
+    let mut x = (key[c / 4] >> (c % 4)) & 0x1111_1111_1111_1111;
+    x = (x | x >> 3) & 0x0303_0303_0303_0303;
+    x = (x | x >> 6) & 0x000F_000F_000F_000F;
+    x = (x | x >> 12) & 0x0000_00FF_0000_00FF;
+    x = (x | x >> 24) & 0x0000_0000_0000_FFFF;
+    x as u16
 }
 
 #[cfg(test)]
@@ -230,6 +259,16 @@ mod tests {
                 assert_eq!(got, want, "words {words} query {t}");
             }
         }
+    }
+
+    #[test]
+    fn chunks_take_every_fourth_bit() {
+        let key = [1u64 << 4 | 1 << 61, 1 << 2];
+        assert_eq!(chunk(&key, 0), 0b10);
+        assert_eq!(chunk(&key, 1), 1 << 15);
+        assert_eq!(chunk(&key, 6), 1);
+        let all: u32 = (0..8).map(|c| chunk(&[u64::MAX, 0], c).count_ones()).sum();
+        assert_eq!(all, 64);
     }
 
     #[test]

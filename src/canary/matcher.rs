@@ -43,6 +43,10 @@ const PREFILTER_SIDE: u32 = 64;
 /// canary scores ≥ 0.98; other identities ≤ 0.80, other variants of the same identity ≤ 0.92
 /// (those go on to the fine comparison, which tells them apart).
 const PREFILTER_LOW: f32 = 0.85;
+/// The score the search's coarse stage (16×16) must reach before it is refined: the true
+/// canary scores ≥ 0.92 there, other identities ≤ 0.82 (same measurement, with the grey
+/// preview frame the matcher uses). Most nominees stop here, before the finer stages.
+const PREFILTER_COARSE: f32 = 0.80;
 /// The same for the centre pHash (of 64 bits) in the crop pass.
 const CENTER_SPREAD: u32 = 6;
 /// Largest centre-pHash distance (of 64) a crop hypothesis accepts. The index cost steps up
@@ -182,21 +186,23 @@ impl Matcher {
         let frame = Frame::of_rgb(img);
         let probe = Probe::new(&frame);
         let nominees = self.whole_nominees(&frame);
-        let mut seen = Vec::new();
-        let matches = self.verify(conn, &probe, &nominees, false, &mut seen)?;
+        let (mut seen, mut rejected) = (Vec::new(), Vec::new());
+        let matches = self.verify(conn, &probe, &nominees, false, &mut seen, &mut rejected)?;
         if !matches.is_empty() || !self.config.crop_search {
             return Ok(matches);
         }
-        // Nothing shows the whole frame: the image may be a crop. Align the nominees of the
-        // crop hypotheses first, then those already rendered.
-        let mut crop_nominees = self.crop_nominees(&frame);
-        crop_nominees.extend(
-            seen.iter()
-                .filter(|c| !crop_nominees.iter().any(|(i, _)| *i == c.item))
-                .map(|c| (c.item, CENTER_MAX_DISTANCE + CENTER_SPREAD))
-                .collect::<Vec<_>>(),
-        );
-        self.verify(conn, &probe, &crop_nominees, true, &mut seen)
+        // Nothing shows the whole frame: the image may be a crop. The nominees the prefilter
+        // kept (its search covers crops) are aligned first: when one of them is confirmed, the
+        // crop hypotheses are not needed, as a confirmed whole frame ends the search above.
+        let kept: Vec<(usize, u32)> = seen.iter().map(|c| (c.item, 0)).collect();
+        let matches = self.verify(conn, &probe, &kept, true, &mut seen, &mut rejected)?;
+        if !matches.is_empty() {
+            return Ok(matches);
+        }
+        // Aligned and not confirmed: the crop pass would only score them again.
+        rejected.extend(seen.iter().map(|c| c.item));
+        let crop_nominees = self.crop_nominees(&frame);
+        self.verify(conn, &probe, &crop_nominees, true, &mut seen, &mut rejected)
     }
 
     /// The nominees of both hash paths, as (token row id, distance): a calibration aid.
@@ -267,7 +273,8 @@ impl Matcher {
     /// Re-renders nominees (nearest first) and keeps those the image is confirmed to show.
     /// Without `search` only the whole frame is compared, and the walk stops once a match is
     /// confirmed and the remaining nominees are too far in hash space to be the same picture.
-    /// Rendered candidates are kept in `seen` for a later pass.
+    /// Rendered candidates are kept in `seen` for a later pass, and those the prefilter
+    /// dropped in `rejected` (its search covers crops: they are not the picture in any pass).
     fn verify(
         &self,
         conn: &Connection,
@@ -275,6 +282,7 @@ impl Matcher {
         nominees: &[(usize, u32)],
         search: bool,
         seen: &mut Vec<Candidate>,
+        rejected: &mut Vec<usize>,
     ) -> Result<Vec<Match>, StoreError> {
         let threshold = self.config.confidence_threshold;
         let mut out = Vec::new();
@@ -288,6 +296,9 @@ impl Matcher {
             if confirmed_at.is_some_and(|d| distance > d + spread) {
                 break;
             }
+            if rejected.contains(&item) {
+                continue;
+            }
             let k = match seen.iter().position(|c| c.item == item) {
                 Some(k) => k,
                 None => {
@@ -295,14 +306,18 @@ impl Matcher {
                         continue;
                     };
                     if row.size > PREFILTER_SIDE {
-                        let small = Frame::of_rgb(&render_seeds(
+                        let small = Frame::grey_preview(&render_seeds(
                             row.identity_seed,
                             row.variant_seed,
                             PREFILTER_SIDE,
                         ));
                         // Aligned even in the whole-frame pass: a crop rejected here would
-                        // not come back to the crop pass.
-                        if probe.align(&small).low < PREFILTER_LOW {
+                        // not come back to the crop pass, nor is it tried again there.
+                        let (coarse, start) = probe.coarse_search(&small);
+                        if coarse < PREFILTER_COARSE
+                            || probe.low_from(&small, start) < PREFILTER_LOW
+                        {
+                            rejected.push(item);
                             continue;
                         }
                     }

@@ -291,6 +291,22 @@ impl Injected {
     }
 }
 
+/// The next data chunk of an upstream body; trailers are dropped (the body was rewritten).
+fn poll_data(inner: &mut Body, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
+    loop {
+        match http_body::Body::poll_frame(Pin::new(&mut *inner), cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    return Poll::Ready(Some(Ok(data)));
+                }
+            }
+        }
+    }
+}
+
 impl http_body::Body for Injected {
     type Data = Bytes;
     type Error = BoxError;
@@ -304,13 +320,10 @@ impl http_body::Body for Injected {
             if this.done {
                 return Poll::Ready(None);
             }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
+            match poll_data(&mut this.inner, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue; // trailers are dropped: the body was rewritten
-                    };
+                Poll::Ready(Some(Ok(data))) => {
                     let plain = match this.decoder.as_mut() {
                         Some(d) => d.feed(&data)?,
                         None => data.to_vec(),
@@ -445,13 +458,10 @@ impl http_body::Body for Whole {
             let Some((encoding, markup, placements)) = this.plant.as_ref() else {
                 return Poll::Ready(None);
             };
-            match Pin::new(&mut this.inner).poll_frame(cx) {
+            match poll_data(&mut this.inner, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue; // trailers are dropped: the body was rewritten
-                    };
+                Poll::Ready(Some(Ok(data))) => {
                     if this.buf.len() + data.len() > this.cap {
                         this.plant = None;
                         return Poll::Ready(Some(Err("HTML body longer than declared".into())));

@@ -401,7 +401,9 @@ impl Worker {
             match self.queue.recv_timeout(left) {
                 Ok(flag) => self.gather(flag),
                 Err(RecvTimeoutError::Timeout) => return,
-                Err(RecvTimeoutError::Disconnected) => self.close(),
+                // Shutdown began: stop waiting now, so that what is gathered goes out in the
+                // last call (a wait for a permit would otherwise sleep out the whole grace).
+                Err(RecvTimeoutError::Disconnected) => return self.close(),
             }
         }
     }
@@ -1066,6 +1068,26 @@ mod tests {
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[1].json()["type"], "digest");
         assert_eq!(calls[1].flag_count(), 5);
+    }
+
+    #[test]
+    fn a_flag_waiting_for_its_permit_goes_out_at_shutdown_without_waiting_out_the_grace() {
+        let hook = WebhookReceiver::start(&[], Reply::Status(200));
+        let alerts = Alerts::start(&AlertConfig {
+            per_minute: 1,
+            ..config(&[&hook])
+        })
+        .expect("start");
+        alerts.notify(json!({"n": 0}));
+        hook.wait_for(1);
+        // Give the webhook's thread time to take flag 1 and start waiting for the next permit.
+        alerts.notify(json!({"n": 1}));
+        std::thread::sleep(Duration::from_millis(200));
+        alerts.notify(json!({"n": 2}));
+        alerts.shutdown(Duration::from_secs(30));
+        let calls = hook.received();
+        assert_eq!(calls.len(), 2, "the waiting flags were sent in a last call");
+        assert_eq!(calls[1].flag_count(), 2);
     }
 
     #[test]

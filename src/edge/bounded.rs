@@ -5,6 +5,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
+/// Entries reserved up front at most (a mistaken huge capacity must not allocate at start).
+const RESERVE_MAX: usize = 1 << 18;
+
 pub struct Bounded<K, V> {
     map: HashMap<K, V>,
     order: VecDeque<K>,
@@ -12,11 +15,15 @@ pub struct Bounded<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
+    /// Room for `capacity` entries is reserved now: growing a large map later rehashes it
+    /// while its lock is held, which stalled requests for tens of milliseconds (p99).
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let reserved = capacity.min(RESERVE_MAX);
         Bounded {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
+            map: HashMap::with_capacity(reserved),
+            order: VecDeque::with_capacity(reserved),
+            capacity,
         }
     }
 

@@ -1049,8 +1049,8 @@ mod tests {
         alerts.shutdown(Duration::from_millis(50));
     }
 
-    #[test]
-    fn shutdown_delivers_pending_alerts() {
+    /// A webhook allowed one call a minute that has just made it (flag 0 delivered).
+    fn permit_just_used() -> (WebhookReceiver, Alerts) {
         let hook = WebhookReceiver::start(&[], Reply::Status(200));
         let alerts = Alerts::start(&AlertConfig {
             per_minute: 1,
@@ -1059,6 +1059,12 @@ mod tests {
         .expect("start");
         alerts.notify(json!({"n": 0}));
         hook.wait_for(1);
+        (hook, alerts)
+    }
+
+    #[test]
+    fn shutdown_delivers_pending_alerts() {
+        let (hook, alerts) = permit_just_used();
         // The next permit is a minute away: these wait.
         for n in 1..=5 {
             alerts.notify(json!({ "n": n }));
@@ -1072,14 +1078,7 @@ mod tests {
 
     #[test]
     fn a_flag_waiting_for_its_permit_goes_out_at_shutdown_without_waiting_out_the_grace() {
-        let hook = WebhookReceiver::start(&[], Reply::Status(200));
-        let alerts = Alerts::start(&AlertConfig {
-            per_minute: 1,
-            ..config(&[&hook])
-        })
-        .expect("start");
-        alerts.notify(json!({"n": 0}));
-        hook.wait_for(1);
+        let (hook, alerts) = permit_just_used();
         // Give the webhook's thread time to take flag 1 and start waiting for the next permit.
         alerts.notify(json!({"n": 1}));
         std::thread::sleep(Duration::from_millis(200));

@@ -397,8 +397,8 @@ impl Placements {
         r.write(doc)?;
         r.end()?;
         let at = at.load(Relaxed);
-        if at != NOT_PLACED && doc.len() <= self.budget() {
-            let mut k = super::canary::lock(&self.known);
+        let mut k = super::canary::lock(&self.known);
+        if at != NOT_PLACED && doc.len() <= k.budget {
             if let Some((old, _)) = k.map.push(doc.to_vec(), (name, at)) {
                 k.bytes -= old.len();
             }
@@ -410,12 +410,9 @@ impl Placements {
                 }
             }
         }
+        drop(k);
         let out = std::mem::take(&mut *super::canary::lock(&out));
         Ok(out)
-    }
-
-    fn budget(&self) -> usize {
-        super::canary::lock(&self.known).budget
     }
 }
 

@@ -172,14 +172,14 @@ pub async fn serve(
     let app = Arc::new(App {
         mode,
         proxies: match mode {
-            Mode::Proxy => (0..worker_count)
-                .map(|_| {
-                    proxy::Proxy::new(
-                        proxy::Upstream::parse(&s.upstream).expect("validated with the config"),
-                        Duration::from_secs(s.upstream_timeout_secs),
-                    )
-                })
-                .collect(),
+            Mode::Proxy => {
+                let upstream =
+                    proxy::Upstream::parse(&s.upstream).expect("validated with the config");
+                let timeout = Duration::from_secs(s.upstream_timeout_secs);
+                (0..worker_count)
+                    .map(|_| proxy::Proxy::new(upstream.clone(), timeout))
+                    .collect()
+            }
             _ => Vec::new(),
         },
         demo: (mode == Mode::Demo).then(demo::Demo::new),

@@ -2,16 +2,27 @@
 //! ways, the client's `Host` kept, `X-Forwarded-*` and `Forwarded` added, bodies streamed both
 //! ways (the request body capped at `serve.max_body_bytes`), and upstream failures answered
 //! with 502/504 rather than a hang.
+//!
+//! Each worker thread keeps its own keep-alive connections to the upstream (`Proxy`), driven
+//! by hyper's HTTP/1 client connection on that thread: a request takes the connection used
+//! last, and its connection goes back when the response body has been read to its end (a
+//! response cut short closes its connection instead). A request that a pooled connection
+//! could not take (the upstream had just closed it) is sent again on a fresh one.
 
+use super::client::Requester;
 use super::Body;
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
-use http::uri::{Authority, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use std::net::IpAddr;
-use std::time::Duration;
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// Where proxy mode forwards to.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +47,11 @@ impl Upstream {
         let authority = uri.authority().cloned().ok_or("no host")?;
         Ok(Upstream { authority })
     }
+
+    /// `Host` for a request that came without one.
+    fn host_header(&self) -> HeaderValue {
+        HeaderValue::from_str(self.authority.as_str()).expect("an authority is a valid value")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,23 +66,47 @@ pub enum ProxyError {
 
 pub struct Proxy {
     upstream: Upstream,
-    client: Client<HttpConnector, Body>,
+    /// Where to connect: the upstream authority with its port (80 when it has none).
+    connect_to: (String, u16),
+    idle: IdlePool,
     timeout: Duration,
 }
 
+/// One worker's idle connections, the most recently used last.
+type IdlePool = Arc<Mutex<Vec<Idle>>>;
+
+/// A connection to the upstream waiting for its next request.
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+/// Connections idle longer than this are closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per worker; more are closed when their response ends.
+const MAX_IDLE: usize = 256;
+
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::UPGRADE,
+    http::header::TRANSFER_ENCODING,
 ];
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none (or only `Connection: keep-alive`): one pass to know.
+    if !h.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
     let listed: Vec<HeaderName> = h
         .get_all(CONNECTION)
         .iter()
@@ -77,10 +117,9 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in listed {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
-    h.remove(http::header::TRANSFER_ENCODING);
 }
 
 /// Keeps only the content codings the edge can rewrite, so a page always gets its canary.
@@ -115,94 +154,148 @@ fn filter_accept_encoding(h: &mut HeaderMap) {
 
 impl Proxy {
     pub fn new(upstream: Upstream, timeout: Duration) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        // An IPv6 literal comes bracketed in the authority, as the resolver does not take it.
+        let host = upstream.authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let connect_to = (
+            host.to_string(),
+            upstream.authority.port_u16().unwrap_or(80),
+        );
         Proxy {
             upstream,
-            client,
+            connect_to,
+            idle: Arc::new(Mutex::new(Vec::new())),
             timeout,
         }
     }
 
-    /// Forwards one request. `peer_trusted`: whether the peer's own forwarding headers are
-    /// believed (and extended) or replaced.
+    /// Idle connections to the upstream now.
+    #[cfg(test)]
+    fn idle_connections(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
+    /// Sends a request (origin-form URI, `Host` set) to the upstream within the timeout, on
+    /// a pooled connection when one is free; the response body hands the connection back.
+    async fn send(&self, req: Request<Body>) -> Result<Response<Pooled>, ProxyError> {
+        tokio::time::timeout(self.timeout, self.send_now(req))
+            .await
+            .map_err(|_| ProxyError::Timeout(self.timeout))?
+    }
+
+    async fn send_now(&self, mut req: Request<Body>) -> Result<Response<Pooled>, ProxyError> {
+        loop {
+            let (mut sender, pooled) = match self.pooled().await {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let body = Pooled {
+                        inner: body,
+                        back: Some((sender, self.idle.clone())),
+                    };
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not sent: the pooled connection closed under it. Once more, afresh
+                    // if the pool has nothing else.
+                    Some(unsent) if pooled => req = unsent,
+                    _ => return Err(client_error(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The connection used last that is still open, if any.
+    async fn pooled(&self) -> Option<SendRequest<Body>> {
+        loop {
+            let Idle { mut sender, since } = lock(&self.idle).pop()?;
+            if since.elapsed() > IDLE_TIMEOUT || sender.is_closed() {
+                continue;
+            }
+            // Ready at once, unless the connection is still winding up its last response.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, ProxyError> {
+        let (host, port) = (&self.connect_to.0, self.connect_to.1);
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| ProxyError::Unreachable(format!("connect to {host}:{port}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(client_error)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Forwards one request from `client`; forwarding headers that came from a trusted peer
+    /// are extended, others replaced.
     pub async fn forward(
         &self,
         mut req: Request<Body>,
-        client_ip: IpAddr,
-        peer_trusted: bool,
-    ) -> Result<Response<hyper::body::Incoming>, ProxyError> {
+        client: &Requester,
+    ) -> Result<Response<Pooled>, ProxyError> {
         let host = req.headers().get(HOST).cloned().or_else(|| {
             req.uri()
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
-        let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.upstream.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| ProxyError::Unreachable(e.to_string()))?;
-        *req.uri_mut() = uri;
+        *req.uri_mut() = origin_form(req.uri())?;
         *req.version_mut() = Version::HTTP_11;
         let h = req.headers_mut();
         strip_hop_by_hop(h);
         filter_accept_encoding(h);
-        if let Some(host) = &host {
-            h.insert(HOST, host.clone());
-        }
-        let ip = client_ip.to_string();
-        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) if peer_trusted => format!("{prev}, {ip}"),
-            _ => ip.clone(),
+        match &host {
+            Some(host) => h.insert(HOST, host.clone()),
+            None => h.insert(HOST, self.upstream.host_header()),
         };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            h.insert("x-forwarded-for", v);
+        let (ip, peer_trusted) = (&*client.ip_text, client.peer_trusted);
+        let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) if peer_trusted => HeaderValue::from_str(&format!("{prev}, {ip}")).ok(),
+            _ => HeaderValue::from_str(ip).ok(),
+        };
+        if let Some(v) = xff {
+            h.insert(&X_FORWARDED_FOR, v);
         }
-        if !peer_trusted || !h.contains_key("x-forwarded-proto") {
-            h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        if !peer_trusted || !h.contains_key(&X_FORWARDED_PROTO) {
+            h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         }
         if let Some(host) = &host {
-            h.insert("x-forwarded-host", host.clone());
+            h.insert(&X_FORWARDED_HOST, host.clone());
         }
-        let node = if client_ip.is_ipv6() {
-            format!("\"[{ip}]\"")
-        } else {
-            ip
-        };
-        let mut forwarded = format!("for={node};proto=http");
+        let mut forwarded = String::with_capacity(64);
+        if let Some(prev) = h.get(http::header::FORWARDED).and_then(|v| v.to_str().ok()) {
+            if peer_trusted {
+                forwarded.push_str(prev);
+                forwarded.push_str(", ");
+            }
+        }
+        match client.ip.is_ipv6() {
+            true => forwarded.extend(["for=\"[", ip, "]\""]),
+            false => forwarded.extend(["for=", ip]),
+        }
+        forwarded.push_str(";proto=http");
         if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
-            forwarded.push_str(&format!(";host=\"{host}\""));
+            forwarded.extend([";host=\"", host, "\""]);
         }
-        let forwarded = match h.get(http::header::FORWARDED).and_then(|v| v.to_str().ok()) {
-            Some(prev) if peer_trusted => format!("{prev}, {forwarded}"),
-            _ => forwarded,
-        };
         if let Ok(v) = HeaderValue::from_str(&forwarded) {
             h.insert(http::header::FORWARDED, v);
         }
-        let response = tokio::time::timeout(self.timeout, self.client.request(req))
-            .await
-            .map_err(|_| ProxyError::Timeout(self.timeout))?
-            .map_err(|e| {
-                if body_too_large(&e) {
-                    ProxyError::BodyTooLarge
-                } else {
-                    ProxyError::Unreachable(error_chain(&e))
-                }
-            })?;
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, body) = self.send(req).await?.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, body))
     }
@@ -216,20 +309,10 @@ impl Proxy {
         cap: usize,
     ) -> Option<(u16, Vec<u8>)> {
         use http_body_util::BodyExt;
-        let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.upstream.authority.clone())
-            .path_and_query(path)
-            .build()
-            .ok()?;
-        let mut req = Request::get(uri).body(super::empty()).ok()?;
-        if let Some(host) = host {
-            req.headers_mut().insert(HOST, host.clone());
-        }
-        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
-            .await
-            .ok()?
-            .ok()?;
+        let mut req = Request::get(path).body(super::empty()).ok()?;
+        let host = host.cloned().unwrap_or_else(|| self.upstream.host_header());
+        req.headers_mut().insert(HOST, host);
+        let resp = self.send(req).await.ok()?;
         let status = resp.status().as_u16();
         let limited = http_body_util::Limited::new(resp.into_body(), cap);
         let body = tokio::time::timeout(self.timeout, limited.collect())
@@ -238,6 +321,84 @@ impl Proxy {
             .ok()?
             .to_bytes();
         Some((status, body.to_vec()))
+    }
+}
+
+/// A request's URI as sent to the upstream: path and query only.
+fn origin_form(uri: &Uri) -> Result<Uri, ProxyError> {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).map_err(|e| ProxyError::Unreachable(e.to_string()))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An upstream response body; its connection goes back to the pool once the body has been
+/// read to its end, and is closed if the body is dropped before.
+pub struct Pooled {
+    inner: Incoming,
+    back: Option<(SendRequest<Body>, IdlePool)>,
+}
+
+impl Pooled {
+    fn give_back(&mut self) {
+        if let Some((sender, idle)) = self.back.take() {
+            let mut idle = lock(&idle);
+            if idle.len() < MAX_IDLE {
+                idle.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+}
+
+impl http_body::Body for Pooled {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.give_back();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        // A body with nothing left (no body at all, or read up to its last byte without the
+        // final poll) leaves its connection reusable.
+        if self.inner.is_end_stream() {
+            self.give_back();
+        }
+    }
+}
+
+fn client_error(e: hyper::Error) -> ProxyError {
+    if body_too_large(&e) {
+        ProxyError::BodyTooLarge
+    } else {
+        ProxyError::Unreachable(error_chain(&e))
     }
 }
 
@@ -267,6 +428,110 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// A site on a free port answering `/N` with N bytes; counts the connections it accepted.
+    /// `keep_alive: false` closes each connection after its response.
+    async fn site(keep_alive: bool) -> (Upstream, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let n: usize = req.uri().path()[1..].parse().unwrap_or(0);
+                        let body = http_body_util::Full::new(Bytes::from(vec![b'x'; n]));
+                        Ok::<_, std::convert::Infallible>(Response::new(body))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(keep_alive)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (
+            Upstream::parse(&format!("http://{addr}")).unwrap(),
+            accepted,
+        )
+    }
+
+    fn proxy(upstream: Upstream) -> Proxy {
+        Proxy::new(upstream, Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn requests_one_after_another_share_one_upstream_connection() {
+        let (upstream, accepted) = site(true).await;
+        let p = proxy(upstream);
+        for n in [10, 0, 70_000, 3] {
+            let (status, body) = p.fetch(&format!("/{n}"), None, 1 << 20).await.unwrap();
+            assert_eq!((status, body.len()), (200, n));
+        }
+        assert_eq!(accepted.load(SeqCst), 1);
+        assert_eq!(p.idle_connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_upstream_is_reached() {
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            return; // no IPv6 loopback on this machine
+        };
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                let body = http_body_util::Full::new(Bytes::from_static(b"six"));
+                Ok::<_, std::convert::Infallible>(Response::new(body))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        let p = proxy(Upstream::parse(&format!("http://[::1]:{port}")).unwrap());
+        assert_eq!(p.fetch("/", None, 16).await, Some((200, b"six".to_vec())));
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_not_reused() {
+        let (upstream, accepted) = site(false).await;
+        let p = proxy(upstream);
+        for _ in 0..4 {
+            let (status, body) = p.fetch("/5", None, 1024).await.unwrap();
+            assert_eq!((status, body.len()), (200, 5));
+        }
+        assert_eq!(accepted.load(SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_closes_its_connection() {
+        let (upstream, accepted) = site(true).await;
+        let p = proxy(upstream);
+        let req = |path: &str| {
+            let mut r = Request::get(path).body(super::super::empty()).unwrap();
+            r.headers_mut()
+                .insert(HOST, HeaderValue::from_static("site"));
+            r
+        };
+        let mut body = p.send(req("/2000000")).await.unwrap().into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+        drop(body);
+        assert_eq!(
+            p.idle_connections(),
+            0,
+            "a half-read connection is not pooled"
+        );
+        let whole = p.send(req("/7")).await.unwrap().into_body().collect().await;
+        assert_eq!(whole.unwrap().to_bytes().len(), 7);
+        assert_eq!(accepted.load(SeqCst), 2);
+        assert_eq!(p.idle_connections(), 1);
+    }
 
     #[test]
     fn upstream_must_be_plain_http_without_path() {

@@ -350,6 +350,14 @@ fn urgent(r: &Record) -> bool {
 }
 
 /// Inserts one event at the head of the chain, then the tokens it minted.
+const INSERT_EVENT: &str =
+    "INSERT INTO events (id, ts_ms, client_ip, ip_nonce, ip_commit, client_key,
+    method, host, path, query, status, bytes, duration_us, user_agent, referer, accept,
+    accept_language, accept_encoding, sec_fetch_site, sec_fetch_mode, sec_fetch_dest,
+    sec_fetch_user, cookie_sent, header_order, kind, token, robots_sha256, chain)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+    ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+
 fn insert_event(
     tx: &Transaction,
     head: &mut ChainHead,
@@ -398,15 +406,7 @@ fn insert_event(
         robots_sha256: event.robots_sha256.map(|h| h.to_vec()),
     };
     let value = chain_next(&head.prev, &c);
-    tx.prepare_cached(
-        "INSERT INTO events (id, ts_ms, client_ip, ip_nonce, ip_commit, client_key, method, host,
-            path, query, status, bytes, duration_us, user_agent, referer, accept, accept_language,
-            accept_encoding, sec_fetch_site, sec_fetch_mode, sec_fetch_dest, sec_fetch_user,
-            cookie_sent, header_order, kind, token, robots_sha256, chain)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
-    )?
-    .execute(params![
+    tx.prepare_cached(INSERT_EVENT)?.execute(params![
         c.id,
         c.ts_ms,
         ip,
@@ -544,6 +544,37 @@ mod tests {
         let (ack, _rx) = tokio::sync::oneshot::channel();
         assert!(urgent(&Record::Flush(ack)));
         assert!(!urgent(&Record::Tick));
+    }
+
+    #[test]
+    fn writing_an_event_builds_no_temporary_table_and_evidence_stays_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = conn(dir.path());
+        // Every opcode of the insert: a temporary b-tree here is built on each event written.
+        let ops: Vec<String> = c
+            .prepare(&format!("EXPLAIN {INSERT_EVENT}"))
+            .unwrap()
+            .query_map(
+                rusqlite::params_from_iter([rusqlite::types::Null; 28]),
+                |r| r.get(1),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(ops.iter().any(|o| o == "IdxInsert"), "{ops:?}");
+        assert!(!ops.iter().any(|o| o == "OpenEphemeral"), "{ops:?}");
+        let plan: String = c
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id FROM events
+                 WHERE client_key = 'c:1' AND kind = 'canary' ORDER BY ts_ms",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join("; ");
+        assert!(plan.contains("events_client_evidence"), "{plan}");
     }
 
     #[test]

@@ -6,11 +6,13 @@ use crate::canary::Token;
 use crate::record::event::bounded;
 use crate::record::Event;
 use hmac::{Hmac, Mac};
+use http::header::{HeaderName, HeaderValue, USER_AGENT};
 use http::request::Parts;
 use http::HeaderMap;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 /// Peers whose forwarding headers are believed.
 #[derive(Debug, Clone, Default)]
@@ -113,24 +115,26 @@ fn parse_node(s: &str) -> Option<IpAddr> {
 /// Keys derived from the deployment secret for the client pseudonyms.
 #[derive(Clone)]
 pub struct Keys {
-    client: [u8; 32],
+    /// HMAC-SHA256 keyed once; each key starts from a copy.
+    client: Hmac<Sha256>,
 }
 
 impl Keys {
     pub fn new(secret: &[u8; 32]) -> Keys {
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(secret)
+            .chain_update(b"faceprobe client key v1")
+            .finalize()
+            .into();
         Keys {
-            client: Sha256::new()
-                .chain_update(secret)
-                .chain_update(b"faceprobe client key v1")
-                .finalize()
-                .into(),
+            client: Hmac::<Sha256>::new_from_slice(&key).expect("any key length"),
         }
     }
 
     /// The client key: exact address plus user agent, as a keyed pseudonym (`c:` + 24 hex
     /// digits), so that logs and listings can name a client without its address.
     pub fn client_key(&self, ip: IpAddr, user_agent: Option<&str>) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.client).expect("any key length");
+        let mut mac = self.client.clone();
         mac.update(ip.to_string().as_bytes());
         mac.update(&[0]);
         mac.update(user_agent.unwrap_or("").as_bytes());
@@ -146,16 +150,79 @@ pub fn prefix(ip: IpAddr) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+/// Who is on one connection. The client address, its key and its text are worked out for the
+/// first request and reused while they stay the same: a keep-alive connection usually sends
+/// one user agent throughout, and only behind a trusted proxy can the address change.
+pub struct Visitor {
+    /// The peer's address (IPv4-mapped IPv6 as IPv4).
+    pub peer: IpAddr,
+    /// Whether the peer's forwarding headers are believed.
+    pub peer_trusted: bool,
+    last: Mutex<Option<(Requester, Option<HeaderValue>)>>,
+}
+
+/// The client of one request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Requester {
+    pub ip: IpAddr,
+    /// `ip` as text, for the forwarding headers.
+    pub ip_text: Arc<str>,
+    /// The pseudonymous key of address and user agent (`Keys::client_key`).
+    pub key: String,
+    /// Whether the request came through a trusted proxy (its forwarding headers believed).
+    pub peer_trusted: bool,
+}
+
+impl Visitor {
+    pub fn new(peer: IpAddr, trusted: &Trusted) -> Visitor {
+        let peer = canonical(peer);
+        Visitor {
+            peer,
+            peer_trusted: trusted.contains(peer),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The client of a request on this connection.
+    pub fn client(&self, trusted: &Trusted, keys: &Keys, headers: &HeaderMap) -> Requester {
+        let ip = match self.peer_trusted {
+            true => trusted.client_ip(self.peer, headers),
+            false => self.peer,
+        };
+        let ua = headers.get(USER_AGENT);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((known, known_ua)) = last.as_ref() {
+            if known.ip == ip && known_ua.as_ref() == ua {
+                return known.clone();
+            }
+        }
+        let client = Requester {
+            ip,
+            ip_text: ip.to_string().into(),
+            key: keys.client_key(ip, ua.and_then(|v| v.to_str().ok())),
+            peer_trusted: self.peer_trusted,
+        };
+        *last = Some((client.clone(), ua.cloned()));
+        client
+    }
+}
+
+static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
+static SEC_FETCH_USER: HeaderName = HeaderName::from_static("sec-fetch-user");
+
+fn header(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     headers
         .get(name)
         .map(|v| bounded(&String::from_utf8_lossy(v.as_bytes())))
 }
 
 /// The event of a request, before its response is known.
-pub fn event_of(parts: &Parts, ip: IpAddr, client_key: String, ts_ms: i64) -> Event {
+pub fn event_of(parts: &Parts, client: &Requester, ts_ms: i64) -> Event {
+    use http::header::{ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, COOKIE, HOST, REFERER};
     let h = &parts.headers;
-    let mut order = String::new();
+    let mut order = String::with_capacity(128);
     for name in h.keys() {
         if order.len() + name.as_str().len() + 1 > crate::record::event::MAX_FIELD_BYTES {
             break;
@@ -165,25 +232,25 @@ pub fn event_of(parts: &Parts, ip: IpAddr, client_key: String, ts_ms: i64) -> Ev
         }
         order.push_str(name.as_str());
     }
-    let host = header(h, "host").or_else(|| parts.uri.authority().map(|a| bounded(a.as_str())));
+    let host = header(h, &HOST).or_else(|| parts.uri.authority().map(|a| bounded(a.as_str())));
     Event {
         ts_ms,
-        ip: Some(ip),
-        client_key,
+        ip: Some(client.ip),
+        client_key: client.key.clone(),
         method: bounded(parts.method.as_str()),
         host,
         path: bounded(parts.uri.path()),
         query: parts.uri.query().map(bounded),
-        user_agent: header(h, "user-agent"),
-        referer: header(h, "referer"),
-        accept: header(h, "accept"),
-        accept_language: header(h, "accept-language"),
-        accept_encoding: header(h, "accept-encoding"),
-        sec_fetch_site: header(h, "sec-fetch-site"),
-        sec_fetch_mode: header(h, "sec-fetch-mode"),
-        sec_fetch_dest: header(h, "sec-fetch-dest"),
-        sec_fetch_user: header(h, "sec-fetch-user"),
-        cookie_sent: h.contains_key(http::header::COOKIE),
+        user_agent: header(h, &USER_AGENT),
+        referer: header(h, &REFERER),
+        accept: header(h, &ACCEPT),
+        accept_language: header(h, &ACCEPT_LANGUAGE),
+        accept_encoding: header(h, &ACCEPT_ENCODING),
+        sec_fetch_site: header(h, &SEC_FETCH_SITE),
+        sec_fetch_mode: header(h, &SEC_FETCH_MODE),
+        sec_fetch_dest: header(h, &SEC_FETCH_DEST),
+        sec_fetch_user: header(h, &SEC_FETCH_USER),
+        cookie_sent: h.contains_key(COOKIE),
         header_order: order,
         ..Event::default()
     }
@@ -248,6 +315,35 @@ mod tests {
         assert_eq!(a, k.client_key(ip, Some("curl/8")));
         assert_ne!(a, k.client_key(ip, Some("Mozilla/5.0")));
         assert!(!a.contains("192"));
+    }
+
+    #[test]
+    fn a_connection_reuses_its_client_until_agent_or_forwarded_address_changes() {
+        let keys = Keys::new(&[5; 32]);
+        let trusted = Trusted::parse(&["127.0.0.1/32".into()]);
+        let expect = |ip: &str, ua: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            (ip, ip.to_string(), keys.client_key(ip, Some(ua)))
+        };
+        let got = |v: &Visitor, h: &HeaderMap| {
+            let c = v.client(&trusted, &keys, h);
+            (c.ip, c.ip_text.to_string(), c.key)
+        };
+        // An untrusted peer: its own address, whatever it claims; the key follows the agent.
+        let direct = Visitor::new("::ffff:198.51.100.7".parse().unwrap(), &trusted);
+        let curl = headers(&[("user-agent", "curl/8"), ("x-forwarded-for", "203.0.113.9")]);
+        let other = headers(&[("user-agent", "Mozilla/5.0")]);
+        assert_eq!(got(&direct, &curl), expect("198.51.100.7", "curl/8"));
+        assert_eq!(got(&direct, &curl), expect("198.51.100.7", "curl/8"));
+        assert_eq!(got(&direct, &other), expect("198.51.100.7", "Mozilla/5.0"));
+        assert_eq!(got(&direct, &curl), expect("198.51.100.7", "curl/8"));
+        // Behind a trusted proxy each request names its client.
+        let proxied = Visitor::new("127.0.0.1".parse().unwrap(), &trusted);
+        assert!(proxied.peer_trusted && !direct.peer_trusted);
+        for ip in ["203.0.113.9", "203.0.113.10", "203.0.113.9"] {
+            let h = headers(&[("user-agent", "curl/8"), ("x-forwarded-for", ip)]);
+            assert_eq!(got(&proxied, &h), expect(ip, "curl/8"));
+        }
     }
 
     #[test]

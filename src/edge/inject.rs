@@ -374,22 +374,25 @@ impl Placements {
         }
     }
 
-    /// `doc` with `markup` planted before its `</body>` (or at its end when it has none).
+    /// `doc` with `markup` planted before its `</body>` (or at its end when it has none), in
+    /// pieces to send one after another: a page seen before is not copied, only cut around
+    /// the markup.
     pub fn plant(
         &self,
-        doc: &[u8],
+        doc: &Bytes,
         encoding: AsciiCompatibleEncoding,
         markup: &str,
-    ) -> Result<Vec<u8>, BoxError> {
+    ) -> Result<Vec<Bytes>, BoxError> {
         let name = <&'static encoding_rs::Encoding>::from(encoding).name();
-        let known = super::canary::lock(&self.known).map.get(doc).copied();
+        let known = super::canary::lock(&self.known).map.get(&doc[..]).copied();
         if let Some((_, at)) = known.filter(|(n, _)| *n == name) {
             let at = at.min(doc.len());
-            let mut out = Vec::with_capacity(doc.len() + markup.len());
-            out.extend_from_slice(&doc[..at]);
-            out.extend_from_slice(markup.as_bytes());
-            out.extend_from_slice(&doc[at..]);
-            return Ok(out);
+            let pieces = [
+                doc.slice(..at),
+                Bytes::copy_from_slice(markup.as_bytes()),
+                doc.slice(at..),
+            ];
+            return Ok(pieces.into_iter().filter(|p| !p.is_empty()).collect());
         }
         let (out, sink) = collecting(Vec::with_capacity(doc.len() + markup.len()));
         let at = Arc::new(AtomicUsize::new(NOT_PLACED));
@@ -412,7 +415,7 @@ impl Placements {
         }
         drop(k);
         let out = std::mem::take(&mut *super::canary::lock(&out));
-        Ok(out)
+        Ok(vec![Bytes::from(out)])
     }
 }
 
@@ -420,9 +423,13 @@ impl Placements {
 /// the cap): read, then planted at once through `Placements`.
 pub struct Whole {
     inner: Body,
-    buf: Vec<u8>,
+    /// The body's chunks as they came, and their length in all.
+    chunks: Vec<Bytes>,
+    len: usize,
     cap: usize,
     plant: Option<(AsciiCompatibleEncoding, String, Arc<Placements>)>,
+    /// The planted page's pieces still to send.
+    out: std::collections::VecDeque<Bytes>,
 }
 
 impl Whole {
@@ -435,9 +442,26 @@ impl Whole {
     ) -> Whole {
         Whole {
             inner,
-            buf: Vec::new(),
+            chunks: Vec::new(),
+            len: 0,
             cap,
             plant: Some((encoding, markup, placements)),
+            out: Default::default(),
+        }
+    }
+
+    /// The page read so far as one buffer (copied only when it came in more than one chunk).
+    fn page(&mut self) -> Bytes {
+        match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut page = bytes::BytesMut::with_capacity(self.len);
+                for chunk in self.chunks.drain(..) {
+                    page.extend_from_slice(&chunk);
+                }
+                page.freeze()
+            }
         }
     }
 }
@@ -452,24 +476,32 @@ impl http_body::Body for Whole {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
-            let Some((encoding, markup, placements)) = this.plant.as_ref() else {
+            if let Some(piece) = this.out.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(piece))));
+            }
+            if this.plant.is_none() {
                 return Poll::Ready(None);
-            };
+            }
             match poll_data(&mut this.inner, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(Some(Ok(data))) => {
-                    if this.buf.len() + data.len() > this.cap {
+                    if this.len + data.len() > this.cap {
                         this.plant = None;
                         return Poll::Ready(Some(Err("HTML body longer than declared".into())));
                     }
-                    this.buf.extend_from_slice(&data);
+                    this.len += data.len();
+                    this.chunks.push(data);
                 }
                 Poll::Ready(None) => {
-                    let out = placements.plant(&this.buf, *encoding, markup);
-                    this.plant = None;
-                    this.buf = Vec::new();
-                    return Poll::Ready(Some(out.map(|o| Frame::data(Bytes::from(o)))));
+                    let page = this.page();
+                    let Some((encoding, markup, placements)) = this.plant.take() else {
+                        continue;
+                    };
+                    match placements.plant(&page, encoding, &markup) {
+                        Ok(pieces) => this.out.extend(pieces),
+                        Err(e) => return Poll::Ready(Some(Err(e))),
+                    }
                 }
             }
         }
@@ -559,6 +591,10 @@ mod tests {
         let _ = Full::new(Bytes::new());
     }
 
+    fn joined(pieces: Result<Vec<Bytes>, BoxError>) -> Vec<u8> {
+        pieces.unwrap().concat()
+    }
+
     /// Pages the parser handles in different ways: the end tag in a script string, in a
     /// comment, in capitals with spaces, twice, missing, a fragment, non-UTF-8 bytes.
     const PAGES: [&[u8]; 8] = [
@@ -578,11 +614,12 @@ mod tests {
         let utf8 = encoding_of("text/html").unwrap();
         for page in PAGES {
             let streamed = run(body_of(vec![page.to_vec()]), Coding::Identity);
-            let parsed = placements.plant(page, utf8, "<i id=mark></i>").unwrap();
+            let page = &Bytes::from_static(page);
+            let parsed = joined(placements.plant(page, utf8, "<i id=mark></i>"));
             assert_eq!(parsed, streamed, "first (parsed) plant of {page:?}");
-            let remembered = placements.plant(page, utf8, "<i id=mark></i>").unwrap();
+            let remembered = joined(placements.plant(page, utf8, "<i id=mark></i>"));
             assert_eq!(remembered, streamed, "remembered plant of {page:?}");
-            let other = placements.plant(page, utf8, "<b>other token</b>").unwrap();
+            let other = joined(placements.plant(page, utf8, "<b>other token</b>"));
             let expected =
                 String::from_utf8_lossy(&streamed).replace("<i id=mark></i>", "<b>other token</b>");
             assert_eq!(String::from_utf8_lossy(&other), expected, "{page:?}");
@@ -600,7 +637,7 @@ mod tests {
         let utf8 = encoding_of("text/html").unwrap();
         let page = |i: usize| format!("<body>page {i:02} {}</body>", "x".repeat(20)).into_bytes();
         for i in 0..10 {
-            placements.plant(&page(i), utf8, "<i>").unwrap();
+            placements.plant(&page(i).into(), utf8, "<i>").unwrap();
         }
         let k = super::super::canary::lock(&placements.known);
         assert!(k.bytes <= 100, "{} bytes kept", k.bytes);
@@ -610,7 +647,7 @@ mod tests {
         drop(k);
         // The same bytes in another encoding are parsed, not taken from the memory.
         let latin1 = encoding_of("text/html; charset=windows-1252").unwrap();
-        let out = placements.plant(&page(9), latin1, "<i>").unwrap();
+        let out = joined(placements.plant(&page(9).into(), latin1, "<i>"));
         assert_eq!(
             out,
             format!("<body>page 09 {}<i></body>", "x".repeat(20)).into_bytes()

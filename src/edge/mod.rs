@@ -30,12 +30,10 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -225,15 +223,14 @@ pub async fn serve(
         }
     });
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(s.header_timeout_secs))
         .max_buf_size(s.max_header_bytes.max(8192))
         .keep_alive(true);
-    builder
-        .http2()
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(128)
         .max_header_list_size(s.max_header_bytes as u32)
@@ -247,22 +244,32 @@ pub async fn serve(
         let (app, metrics, graceful) = (app.clone(), metrics.clone(), graceful.clone());
         let head_timeout = Duration::from_secs(s.header_timeout_secs);
         Arc::new(move |worker, stream, peer| {
-            let (app, metrics, builder) = (app.clone(), metrics.clone(), builder.clone());
+            let (app, metrics) = (app.clone(), metrics.clone());
+            let (http1, http2) = (http1.clone(), http2.clone());
             let watcher = canary::lock(&graceful).as_ref().map(|g| g.watcher());
             Box::pin(async move {
                 let Some(watcher) = watcher else { return };
                 metrics.connections_open.fetch_add(1, Relaxed);
-                // hyper's head timeout starts once it knows HTTP/1 from HTTP/2; a client that
-                // sends nothing (or half the HTTP/2 preface) must not hold a slot for ever.
-                if protocol_known(&stream, head_timeout).await {
-                    let service = hyper::service::service_fn(move |req| {
-                        let app = app.clone();
-                        async move { Ok::<_, Infallible>(handle(app, worker, peer, req).await) }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                // hyper's head timeout starts once the connection is handed to it; a client
+                // that sends nothing (or half the HTTP/2 preface) must not hold a slot for ever.
+                let protocol = protocol_of(&stream, head_timeout).await;
+                let visitor = Arc::new(client::Visitor::new(peer.ip(), &app.trusted));
+                let service = hyper::service::service_fn(move |req| {
+                    let (app, visitor) = (app.clone(), visitor.clone());
+                    async move { Ok::<_, Infallible>(handle(app, worker, &visitor, req).await) }
+                });
+                let io = TokioIo::new(stream);
+                let ended = match protocol {
+                    Some(Protocol::Http1) => {
+                        watcher.watch(http1.serve_connection(io, service)).await
                     }
+                    Some(Protocol::Http2) => {
+                        watcher.watch(http2.serve_connection(io, service)).await
+                    }
+                    None => Ok(()),
+                };
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
                 }
                 metrics.connections_open.fetch_sub(1, Relaxed);
             })
@@ -338,28 +345,38 @@ fn own_robots(mode: Mode) -> (String, &'static str) {
 /// The HTTP/2 connection preface; anything else is read as HTTP/1.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Waits, at most `timeout`, until the first bytes tell HTTP/1 from HTTP/2; false when the
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (faceprobe serves plain HTTP; there is no TLS to negotiate).
+    Http2,
+}
+
+/// Waits, at most `timeout`, until the first bytes tell HTTP/1 from HTTP/2; None when the
 /// client sent nothing decisive in time or closed.
-async fn protocol_known(stream: &tokio::net::TcpStream, timeout: Duration) -> bool {
+async fn protocol_of(stream: &tokio::net::TcpStream, timeout: Duration) -> Option<Protocol> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = [0u8; 24];
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
             Ok(Ok(n)) => n,
-            _ => return false,
+            _ => return None,
         };
         if n == 0 {
-            return false;
+            return None;
         }
-        if n == H2_PREFACE.len() || buf[..n] != H2_PREFACE[..n] {
-            return true;
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(Protocol::Http1);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(Protocol::Http2);
         }
         // Part of the HTTP/2 preface so far: wait for the rest, still within the deadline.
         if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(20)))
             .await
             .is_err()
         {
-            return false;
+            return None;
         }
     }
 }
@@ -367,18 +384,13 @@ async fn protocol_known(stream: &tokio::net::TcpStream, timeout: Duration) -> bo
 async fn handle(
     app: Arc<App>,
     worker: usize,
-    peer: SocketAddr,
+    visitor: &client::Visitor,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let ip = app.trusted.client_ip(peer.ip(), &parts.headers);
-    let ua = parts
-        .headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let key = app.keys.client_key(ip, ua);
-    let event = client::event_of(&parts, ip, key, now_ms());
+    let client = visitor.client(&app.trusted, &app.keys, &parts.headers);
+    let event = client::event_of(&parts, &client, now_ms());
     let path = parts.uri.path().to_string();
     if let Some(rest) = path.strip_prefix("/_fp/") {
         return app.faceprobe_path(rest, &parts, event, started).await;
@@ -388,17 +400,20 @@ async fn handle(
     }
     if path == "/.well-known/tdmrep.json" {
         let r = text(StatusCode::OK, "application/json", robots::TDMREP);
-        return app.finish(&parts, r, event, started, Kind::Other);
+        return app.finish(&parts.method, r, event, started, Kind::Other);
     }
     match app.mode {
-        Mode::Proxy => app.proxied(worker, parts, body, event, started, peer).await,
+        Mode::Proxy => {
+            app.proxied(worker, parts, body, event, started, &client)
+                .await
+        }
         Mode::Demo => {
             let resp = app
                 .demo
                 .as_ref()
                 .map(|d| d.respond(&path))
                 .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "text/plain", "not found\n"));
-            app.site_response(&parts, resp, event, started)
+            app.site_response(&parts.method, resp, event, started)
         }
         _ => {
             let r = text(
@@ -406,7 +421,7 @@ async fn handle(
                 "text/plain; charset=utf-8",
                 "faceprobe (embed mode) serves only /_fp/, /robots.txt and /.well-known/tdmrep.json\n",
             );
-            app.finish(&parts, r, event, started, Kind::Other)
+            app.finish(&parts.method, r, event, started, Kind::Other)
         }
     }
 }
@@ -461,7 +476,7 @@ impl App {
     /// Records a small response that is complete now (droppable kinds) and returns it.
     fn finish(
         &self,
-        parts: &http::request::Parts,
+        method: &Method,
         r: Response<Body>,
         mut event: Event,
         started: Instant,
@@ -469,7 +484,7 @@ impl App {
     ) -> Response<Body> {
         event.kind = Some(kind);
         event.status = r.status().as_u16();
-        event.bytes = if parts.method == Method::HEAD {
+        event.bytes = if method == Method::HEAD {
             0
         } else {
             r.headers()
@@ -490,7 +505,7 @@ impl App {
         body: Incoming,
         event: Event,
         started: Instant,
-        peer: SocketAddr,
+        client: &client::Requester,
     ) -> Response<Body> {
         let Some(proxy) = self.proxies.get(worker) else {
             return text(
@@ -511,20 +526,17 @@ impl App {
                 "text/plain; charset=utf-8",
                 "request body too large\n",
             );
-            return self.finish(&parts, r, event, started, Kind::Other);
+            return self.finish(&parts.method, r, event, started, Kind::Other);
         }
         let limited = http_body_util::Limited::new(body, self.max_body as usize)
             .map_err(|e| -> BoxError { e })
             .boxed_unsync();
-        let req = Request::from_parts(parts.clone(), limited);
-        let ip = event.ip.unwrap_or(peer.ip());
-        match proxy
-            .forward(req, ip, self.trusted.contains(peer.ip()))
-            .await
-        {
+        let method = parts.method.clone();
+        let req = Request::from_parts(parts, limited);
+        match proxy.forward(req, client).await {
             Ok(resp) => {
                 let resp = resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
-                self.site_response(&parts, resp, event, started)
+                self.site_response(&method, resp, event, started)
             }
             Err(proxy::ProxyError::BodyTooLarge) => {
                 self.metrics.rejected_requests.fetch_add(1, Relaxed);
@@ -533,7 +545,7 @@ impl App {
                     "text/plain; charset=utf-8",
                     "request body too large\n",
                 );
-                self.finish(&parts, r, event, started, Kind::Other)
+                self.finish(&method, r, event, started, Kind::Other)
             }
             Err(e) => {
                 self.metrics.upstream_errors.fetch_add(1, Relaxed);
@@ -549,7 +561,7 @@ impl App {
                     "text/plain; charset=utf-8",
                     "faceprobe: the site behind this address did not answer\n",
                 );
-                self.finish(&parts, r, event, started, Kind::Other)
+                self.finish(&method, r, event, started, Kind::Other)
             }
         }
     }
@@ -558,7 +570,7 @@ impl App {
     /// when the body has been sent (or the client went away).
     fn site_response(
         &self,
-        parts: &http::request::Parts,
+        method: &Method,
         resp: Response<Body>,
         mut event: Event,
         started: Instant,
@@ -582,7 +594,7 @@ impl App {
         let body = match (kind, coding, encoding) {
             (Kind::Page, Some(coding), Some(encoding))
                 if rparts.status.is_success()
-                    && parts.method == Method::GET
+                    && method == Method::GET
                     && rparts.status != StatusCode::NO_CONTENT =>
             {
                 let mint = self.canaries.mint(&event.client_key, None);
@@ -662,10 +674,10 @@ impl App {
                 http::header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),
             );
-            return self.finish(parts, r, event, started, Kind::Page);
+            return self.finish(&parts.method, r, event, started, Kind::Page);
         }
         let r = text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
-        self.finish(parts, r, event, started, Kind::Other)
+        self.finish(&parts.method, r, event, started, Kind::Other)
     }
 
     /// Evidence that something was asked for and not found: still recorded, never dropped.

@@ -190,7 +190,7 @@ impl Visitor {
             false => self.peer,
         };
         let ua = headers.get(USER_AGENT);
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = super::canary::lock(&self.last);
         if let Some((known, known_ua)) = last.as_ref() {
             if known.ip == ip && known_ua.as_ref() == ua {
                 return known.clone();

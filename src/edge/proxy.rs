@@ -9,6 +9,7 @@
 //! response cut short closes its connection instead). A request that a pooled connection
 //! could not take (the upstream had just closed it) is sent again on a fresh one.
 
+use super::canary::lock;
 use super::client::Requester;
 use super::Body;
 use bytes::Bytes;
@@ -180,7 +181,7 @@ impl Proxy {
 
     /// Sends a request (origin-form URI, `Host` set) to the upstream within the timeout, on
     /// a pooled connection when one is free; the response body hands the connection back.
-    async fn send(&self, req: Request<Body>) -> Result<Response<Pooled>, ProxyError> {
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Pooled>, ProxyError> {
         tokio::time::timeout(self.timeout, self.send_now(req))
             .await
             .map_err(|_| ProxyError::Timeout(self.timeout))?
@@ -333,10 +334,6 @@ fn origin_form(uri: &Uri) -> Result<Uri, ProxyError> {
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
     );
     Uri::from_parts(parts).map_err(|e| ProxyError::Unreachable(e.to_string()))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An upstream response body; its connection goes back to the pool once the body has been

@@ -155,9 +155,9 @@ pub fn prefix(ip: IpAddr) -> String {
 /// one user agent throughout, and only behind a trusted proxy can the address change.
 pub struct Visitor {
     /// The peer's address (IPv4-mapped IPv6 as IPv4).
-    pub peer: IpAddr,
+    peer: IpAddr,
     /// Whether the peer's forwarding headers are believed.
-    pub peer_trusted: bool,
+    peer_trusted: bool,
     last: Mutex<Option<(Requester, Option<HeaderValue>)>>,
 }
 

@@ -17,7 +17,7 @@ fn render_prints_one_line_per_image_and_writes_it() {
     let mut tokens = std::collections::HashSet::new();
     for l in &lines {
         let token = l["token"].as_str().unwrap();
-        assert_eq!(token.len(), 22);
+        assert_eq!(token.len(), 30);
         tokens.insert(token.to_string());
         let file = PathBuf::from(l["file"].as_str().unwrap());
         assert_eq!(

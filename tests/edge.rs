@@ -196,6 +196,28 @@ async fn answer(req: Request<Incoming>, robots: bool, seen: &Mutex<Vec<Seen>>) -
                 .body(StreamBody::new(pieces).boxed_unsync())
                 .unwrap()
         }
+        "/cut-short" => {
+            // A page that declares more than it sends: the connection closes mid-body.
+            // (A pause after the first half, so that the head and that half are sent first.)
+            let half = futures_util::stream::unfold(0, |i| async move {
+                match i {
+                    0 => {
+                        let half = Bytes::from_static(&PAGE.as_bytes()[..PAGE.len() / 2]);
+                        Some((Ok::<_, Infallible>(Frame::data(half)), 1))
+                    }
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        None
+                    }
+                }
+            });
+            Response::builder()
+                .status(200)
+                .header("content-type", html)
+                .header("content-length", PAGE.len())
+                .body(StreamBody::new(half).boxed_unsync())
+                .unwrap()
+        }
         "/slow" => {
             tokio::time::sleep(SLOW).await;
             reply(200, "text/plain", SLOW_BODY)
@@ -375,7 +397,7 @@ fn planted_token(page: &str, original: &str) -> String {
     let start = page.find(CANARY_START).unwrap();
     let token: String = page[start + CANARY_START.len()..]
         .chars()
-        .take(22)
+        .take(30)
         .collect();
     assert!(
         token
@@ -383,7 +405,7 @@ fn planted_token(page: &str, original: &str) -> String {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "token {token:?} is not base64url"
     );
-    let rest = &page[start + CANARY_START.len() + 22..];
+    let rest = &page[start + CANARY_START.len() + 30..];
     assert!(
         rest.starts_with(".jpg\""),
         "the image URL is /_fp/c/{{TOKEN}}.jpg: {rest}"
@@ -582,6 +604,47 @@ fn proxy_plants_one_canary_per_html_page_view_each_with_its_own_token() {
     tokens.sort();
     tokens.dedup();
     assert_eq!(tokens.len(), 3, "every page view gets its own token");
+}
+
+#[test]
+fn a_planted_page_goes_out_with_its_length_and_a_page_cut_short_is_a_502() {
+    let env = Env::new();
+    let up = Upstream::start(true);
+    let mut server = proxy(&env, &up, "");
+    let r = send(
+        server.addrs.public,
+        get("site.test", "/page").body(empty()).unwrap(),
+    );
+    assert_eq!(r.status, 200);
+    planted_token(&r.text(), PAGE);
+    assert_eq!(r.header("transfer-encoding"), None, "not chunked");
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str()),
+        "the planted page's own length"
+    );
+    // The upstream breaks off mid-page: the visitor gets a clean 502, not half a page, and
+    // no token is kept for a page never sent.
+    let cut = send(
+        server.addrs.public,
+        get("site.test", "/cut-short").body(empty()).unwrap(),
+    );
+    assert_eq!(cut.status, 502, "{}", cut.text());
+    assert!(!cut.text().contains("Upstream"), "{}", cut.text());
+    stop(&mut server);
+    let e = events_for(&env, "/cut-short");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].status, e[0].kind.as_str()), (502, "page"));
+    let minted: i64 = env
+        .db()
+        .query_row(
+            "SELECT count(*) FROM tokens t JOIN events e ON e.id = t.minting_event \
+             WHERE e.path = '/cut-short'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(minted, 0);
 }
 
 #[test]

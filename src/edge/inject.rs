@@ -374,25 +374,23 @@ impl Placements {
         }
     }
 
-    /// `doc` with `markup` planted before its `</body>` (or at its end when it has none), in
-    /// pieces to send one after another: a page seen before is not copied, only cut around
-    /// the markup.
+    /// `doc` with `markup` planted before its `</body>` (or at its end when it has none), as
+    /// one buffer, so that the page goes out in one write with its length declared.
     pub fn plant(
         &self,
-        doc: &Bytes,
+        doc: &[u8],
         encoding: AsciiCompatibleEncoding,
         markup: &str,
-    ) -> Result<Vec<Bytes>, BoxError> {
+    ) -> Result<Bytes, BoxError> {
         let name = <&'static encoding_rs::Encoding>::from(encoding).name();
-        let known = super::canary::lock(&self.known).map.get(&doc[..]).copied();
+        let known = super::canary::lock(&self.known).map.get(doc).copied();
         if let Some((_, at)) = known.filter(|(n, _)| *n == name) {
             let at = at.min(doc.len());
-            let pieces = [
-                doc.slice(..at),
-                Bytes::copy_from_slice(markup.as_bytes()),
-                doc.slice(at..),
-            ];
-            return Ok(pieces.into_iter().filter(|p| !p.is_empty()).collect());
+            let mut out = bytes::BytesMut::with_capacity(doc.len() + markup.len());
+            out.extend_from_slice(&doc[..at]);
+            out.extend_from_slice(markup.as_bytes());
+            out.extend_from_slice(&doc[at..]);
+            return Ok(out.freeze());
         }
         let (out, sink) = collecting(Vec::with_capacity(doc.len() + markup.len()));
         let at = Arc::new(AtomicUsize::new(NOT_PLACED));
@@ -415,97 +413,35 @@ impl Placements {
         }
         drop(k);
         let out = std::mem::take(&mut *super::canary::lock(&out));
-        Ok(vec![Bytes::from(out)])
+        Ok(Bytes::from(out))
     }
 }
 
-/// An HTML response body small enough to read whole (its length is declared and at most
-/// the cap): read, then planted at once through `Placements`.
-pub struct Whole {
-    inner: Body,
-    /// The body's chunks as they came, and their length in all.
-    chunks: Vec<Bytes>,
-    len: usize,
-    cap: usize,
-    plant: Option<(AsciiCompatibleEncoding, String, Arc<Placements>)>,
-    /// The planted page's pieces still to send.
-    out: std::collections::VecDeque<Bytes>,
-}
-
-impl Whole {
-    pub fn new(
-        inner: Body,
-        cap: usize,
-        encoding: AsciiCompatibleEncoding,
-        markup: String,
-        placements: Arc<Placements>,
-    ) -> Whole {
-        Whole {
-            inner,
-            chunks: Vec::new(),
-            len: 0,
-            cap,
-            plant: Some((encoding, markup, placements)),
-            out: Default::default(),
+/// An HTML body small enough to read whole (its length is declared and at most `cap`), read
+/// to its end: its chunks joined (copied only when there is more than one). A body longer
+/// than it declared is an error, not a silently longer page.
+pub async fn read_whole(mut body: Body, cap: usize) -> Result<Bytes, BoxError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    while let Some(data) = std::future::poll_fn(|cx| poll_data(&mut body, cx)).await {
+        let data = data?;
+        len += data.len();
+        if len > cap {
+            return Err("HTML body longer than declared".into());
         }
+        chunks.push(data);
     }
-
-    /// The page read so far as one buffer (copied only when it came in more than one chunk).
-    fn page(&mut self) -> Bytes {
-        match self.chunks.len() {
-            0 => Bytes::new(),
-            1 => self.chunks.pop().unwrap_or_default(),
-            _ => {
-                let mut page = bytes::BytesMut::with_capacity(self.len);
-                for chunk in self.chunks.drain(..) {
-                    page.extend_from_slice(&chunk);
-                }
-                page.freeze()
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut page = bytes::BytesMut::with_capacity(len);
+            for chunk in &chunks {
+                page.extend_from_slice(chunk);
             }
+            page.freeze()
         }
-    }
-}
-
-impl http_body::Body for Whole {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            if let Some(piece) = this.out.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(piece))));
-            }
-            if this.plant.is_none() {
-                return Poll::Ready(None);
-            }
-            match poll_data(&mut this.inner, cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(Some(Ok(data))) => {
-                    if this.len + data.len() > this.cap {
-                        this.plant = None;
-                        return Poll::Ready(Some(Err("HTML body longer than declared".into())));
-                    }
-                    this.len += data.len();
-                    this.chunks.push(data);
-                }
-                Poll::Ready(None) => {
-                    let page = this.page();
-                    let Some((encoding, markup, placements)) = this.plant.take() else {
-                        continue;
-                    };
-                    match placements.plant(&page, encoding, &markup) {
-                        Ok(pieces) => this.out.extend(pieces),
-                        Err(e) => return Poll::Ready(Some(Err(e))),
-                    }
-                }
-            }
-        }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -591,8 +527,8 @@ mod tests {
         let _ = Full::new(Bytes::new());
     }
 
-    fn joined(pieces: Result<Vec<Bytes>, BoxError>) -> Vec<u8> {
-        pieces.unwrap().concat()
+    fn joined(page: Result<Bytes, BoxError>) -> Vec<u8> {
+        page.unwrap().to_vec()
     }
 
     /// Pages the parser handles in different ways: the end tag in a script string, in a
@@ -637,7 +573,7 @@ mod tests {
         let utf8 = encoding_of("text/html").unwrap();
         let page = |i: usize| format!("<body>page {i:02} {}</body>", "x".repeat(20)).into_bytes();
         for i in 0..10 {
-            placements.plant(&page(i).into(), utf8, "<i>").unwrap();
+            placements.plant(&page(i), utf8, "<i>").unwrap();
         }
         let k = super::super::canary::lock(&placements.known);
         assert!(k.bytes <= 100, "{} bytes kept", k.bytes);
@@ -647,7 +583,7 @@ mod tests {
         drop(k);
         // The same bytes in another encoding are parsed, not taken from the memory.
         let latin1 = encoding_of("text/html; charset=windows-1252").unwrap();
-        let out = joined(placements.plant(&page(9).into(), latin1, "<i>"));
+        let out = joined(placements.plant(&page(9), latin1, "<i>"));
         assert_eq!(
             out,
             format!("<body>page 09 {}<i></body>", "x".repeat(20)).into_bytes()
@@ -659,20 +595,16 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let utf8 = encoding_of("text/html").unwrap();
-        let placements = Arc::new(Placements::new(1 << 20));
         let chunks = vec![b"<html><body>a</bo".to_vec(), b"dy></html>".to_vec()];
-        let whole = Whole::new(
-            body_of(chunks.clone()),
-            27,
-            utf8,
-            "<i>".into(),
-            placements.clone(),
-        );
-        let out = rt.block_on(async { whole.collect().await.unwrap().to_bytes() });
-        assert_eq!(&out[..], b"<html><body>a<i></body></html>");
+        let page = rt
+            .block_on(read_whole(body_of(chunks.clone()), 27))
+            .unwrap();
+        assert_eq!(&page[..], b"<html><body>a</body></html>");
         // More bytes than declared: an error, not a silently longer page.
-        let short = Whole::new(body_of(chunks), 20, utf8, "<i>".into(), placements);
-        assert!(rt.block_on(async { short.collect().await }).is_err());
+        assert!(rt.block_on(read_whole(body_of(chunks), 20)).is_err());
+        assert!(rt
+            .block_on(read_whole(body_of(vec![]), 0))
+            .unwrap()
+            .is_empty());
     }
 }

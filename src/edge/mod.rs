@@ -95,6 +95,8 @@ pub struct App {
     /// robots.txt versions already stored (by SHA-256), so each is sent to the store once.
     robots_seen: Mutex<HashSet<[u8; 32]>>,
     max_body: u64,
+    /// How long an HTML page read whole may take (`serve.upstream_timeout_secs`).
+    page_timeout: Duration,
 }
 
 /// Runs the edge until `shutdown` completes, then drains and flushes.
@@ -194,6 +196,7 @@ pub async fn serve(
         placements: Arc::new(inject::Placements::new(PLACEMENTS_BUDGET)),
         robots_seen: Mutex::new(HashSet::new()),
         max_body: s.max_body_bytes,
+        page_timeout: Duration::from_secs(s.upstream_timeout_secs),
     });
     let public_addr = public
         .local_addr()
@@ -413,7 +416,7 @@ async fn handle(
                 .as_ref()
                 .map(|d| d.respond(&path))
                 .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "text/plain", "not found\n"));
-            app.site_response(&parts.method, resp, event, started)
+            app.site_response(&parts.method, resp, event, started).await
         }
         _ => {
             let r = text(
@@ -536,7 +539,7 @@ impl App {
         match proxy.forward(req, client).await {
             Ok(resp) => {
                 let resp = resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
-                self.site_response(&method, resp, event, started)
+                self.site_response(&method, resp, event, started).await
             }
             Err(proxy::ProxyError::BodyTooLarge) => {
                 self.metrics.rejected_requests.fetch_add(1, Relaxed);
@@ -568,7 +571,7 @@ impl App {
 
     /// A response of the site (upstream or demo): canary planted in HTML, event recorded
     /// when the body has been sent (or the client went away).
-    fn site_response(
+    async fn site_response(
         &self,
         method: &Method,
         resp: Response<Body>,
@@ -622,15 +625,38 @@ impl App {
                     };
                 }
                 match declared {
+                    // A page of declared, bounded length is read whole and sent in one write
+                    // with its new length (no chunked framing, no page sent in pieces).
                     Some(n) if coding == inject::Coding::Identity && n <= WHOLE_PAGE_MAX => {
-                        inject::Whole::new(
-                            body,
-                            n as usize,
-                            encoding,
-                            markup,
-                            self.placements.clone(),
+                        let read = tokio::time::timeout(
+                            self.page_timeout,
+                            inject::read_whole(body, n as usize),
                         )
-                        .boxed_unsync()
+                        .await;
+                        match read
+                            .map_err(|_| -> BoxError { "timed out".into() })
+                            .and_then(|page| self.placements.plant(&page?, encoding, &markup))
+                        {
+                            Ok(page) => {
+                                rparts.headers.insert(CONTENT_LENGTH, page.len().into());
+                                full(page)
+                            }
+                            Err(e) => {
+                                // Nothing was sent yet: the visitor gets a clean error, and
+                                // the token minted for a page never sent is not kept.
+                                event.mints.clear();
+                                self.metrics.upstream_errors.fetch_add(1, Relaxed);
+                                if self.log_allowed(&event) {
+                                    tracing::warn!(client = %event.client_key, path = %event.path, error = %e, "reading the site's page failed");
+                                }
+                                let r = text(
+                                    StatusCode::BAD_GATEWAY,
+                                    "text/plain; charset=utf-8",
+                                    "faceprobe: the site behind this address sent an incomplete page\n",
+                                );
+                                return self.finish(method, r, event, started, Kind::Page);
+                            }
+                        }
                     }
                     _ => inject::Injected::new(body, coding, encoding, markup).boxed_unsync(),
                 }

@@ -402,7 +402,7 @@ fn insert_event(
             .unwrap_or(super::Kind::Other)
             .as_str()
             .to_string(),
-        token: event.token.map(|t| t.0.to_vec()),
+        token: event.token.map(|t| t.as_bytes().to_vec()),
         robots_sha256: event.robots_sha256.map(|h| h.to_vec()),
     };
     let value = chain_next(&head.prev, &c);
@@ -454,7 +454,7 @@ fn insert_event(
             h.hashes.phash as i64,
             h.hashes.dhash as i64,
             h.hashes.center_phash as i64,
-            &token.0[..]
+            token.as_bytes()
         ])?;
     }
     Ok(id)
@@ -666,7 +666,7 @@ mod tests {
         let kind: String = reader
             .query_row(
                 "SELECT kind FROM events WHERE id = ?1 AND token = ?2",
-                params![id, &token.0[..]],
+                params![id, token.as_bytes()],
                 |r| r.get(0),
             )
             .unwrap();
@@ -762,7 +762,7 @@ mod tests {
             c.execute(
                 "INSERT INTO tokens (token, identity_seed, variant_seed, size, renderer, created_ms,
                     client_key, minted_by) VALUES (?1, 1, 2, 256, 1, ?2, 'c:x', 'edge')",
-                params![&t.0[..], now - 200 * day],
+                params![t.as_bytes(), now - 200 * day],
             )
             .unwrap();
         }
@@ -785,7 +785,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             left,
-            vec![fetched.0.to_vec()],
+            vec![fetched.as_bytes().to_vec()],
             "an old token whose image was fetched stays"
         );
         type Row = (i64, Option<String>, Option<Vec<u8>>, Option<String>);

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 1: tokens, their hashes and identities; request events (filled by the edge).
@@ -159,6 +159,39 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_client_evidence ON events (client_key, ts_ms)
         WHERE kind = 'canary' OR kind = 'trap' OR kind = 'robots';
     "#,
+    // 5: tokens carry their mint time before their 128 random bits (22 bytes), so that the
+    // token index grows at its end; tokens of 16 bytes (random bits alone) stay valid. A
+    // CHECK cannot be altered in SQLite: the table is rebuilt, rows and ids unchanged.
+    r#"
+    CREATE TABLE tokens_v5 (
+        id            INTEGER PRIMARY KEY,
+        token         BLOB NOT NULL UNIQUE
+                      CHECK (length(token) = 22 OR length(token) = 16),
+        identity_seed INTEGER NOT NULL,
+        variant_seed  INTEGER NOT NULL,
+        size          INTEGER NOT NULL,
+        renderer      INTEGER NOT NULL,
+        created_ms    INTEGER NOT NULL,
+        client_key    TEXT NOT NULL,
+        minted_by     TEXT NOT NULL,
+        minting_event INTEGER,
+        hash_scheme   INTEGER REFERENCES hash_schemes (id),
+        phash         INTEGER,
+        dhash         INTEGER,
+        center_phash  INTEGER,
+        parent_token  BLOB,
+        depth         INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO tokens_v5 (id, token, identity_seed, variant_seed, size, renderer, created_ms,
+        client_key, minted_by, minting_event, hash_scheme, phash, dhash, center_phash,
+        parent_token, depth)
+    SELECT id, token, identity_seed, variant_seed, size, renderer, created_ms,
+        client_key, minted_by, minting_event, hash_scheme, phash, dhash, center_phash,
+        parent_token, depth
+    FROM tokens;
+    DROP TABLE tokens;
+    ALTER TABLE tokens_v5 RENAME TO tokens;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -178,4 +211,85 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         tracing::info!(version = i + 1, "database schema migrated");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canary::Token;
+    use crate::store::{tokens, Store};
+
+    /// A store left by a version-4 build keeps its tokens of 16 bytes, readable by text as
+    /// before, and takes the new 22-byte tokens after the upgrade.
+    #[test]
+    fn version_4_tokens_survive_the_upgrade_next_to_time_ordered_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("faceprobe.db");
+        let old = Token::from_bytes(&[9u8; 16]).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..4] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 4).unwrap();
+            conn.execute(
+                "INSERT INTO tokens (id, token, identity_seed, variant_seed, size, renderer,
+                     created_ms, client_key, minted_by, minting_event, phash, parent_token, depth)
+                 VALUES (7, ?1, 11, 12, 256, 1, 1000, 'c:old', 'edge', 3, 42, ?1, 2)",
+                [old.as_bytes()],
+            )
+            .unwrap();
+            // The old table refuses what the new format needs.
+            assert!(conn
+                .execute(
+                    "INSERT INTO tokens (token, identity_seed, variant_seed, size, renderer,
+                         created_ms, client_key, minted_by) VALUES (?1, 1, 1, 1, 1, 1, 'c', 'e')",
+                    [Token::random().as_bytes()],
+                )
+                .is_err());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let row = tokens::by_token(store.conn(), &old.to_string().parse().unwrap())
+            .unwrap()
+            .expect("the old token is found after the upgrade");
+        assert_eq!((row.id, row.identity_seed, row.variant_seed), (7, 11, 12));
+        assert_eq!((row.minting_event, row.depth), (Some(3), 2));
+        assert_eq!(row.parent_token, Some(old));
+        let new = Token::random();
+        let id = tokens::insert(
+            store.conn(),
+            &tokens::NewToken {
+                token: new,
+                identity_seed: 1,
+                variant_seed: 2,
+                size: 256,
+                renderer: 1,
+                created_ms: 2000,
+                client_key: "c:new",
+                minted_by: "edge",
+                minting_event: None,
+                hashes: None,
+                parent_token: None,
+                depth: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!(id, 8);
+        assert_eq!(
+            tokens::by_token(store.conn(), &new)
+                .unwrap()
+                .map(|r| r.token),
+            Some(new)
+        );
+        // Nothing else can be stored as a token.
+        assert!(store
+            .conn()
+            .execute(
+                "INSERT INTO tokens (token, identity_seed, variant_seed, size, renderer,
+                     created_ms, client_key, minted_by) VALUES (?1, 1, 1, 1, 1, 1, 'c', 'e')",
+                [&[1u8; 20][..]],
+            )
+            .is_err());
+        assert!(store.integrity_problems().unwrap().is_empty());
+    }
 }

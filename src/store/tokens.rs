@@ -77,19 +77,29 @@ pub fn scheme_id(conn: &Connection, name: &str, params_json: &str) -> Result<i64
     )
 }
 
+/// The statement after its verb (a constant: a page view's insert formats nothing).
+macro_rules! token_insert {
+    () => {
+        " INTO tokens (token, identity_seed, variant_seed, size, renderer, created_ms,
+                      client_key, minted_by, minting_event, hash_scheme, phash, dhash,
+                      center_phash, parent_token, depth)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    };
+}
+
 /// Inserts a new token; its id.
 pub fn insert(conn: &Connection, t: &NewToken) -> Result<i64, StoreError> {
-    write(conn, t, "INSERT")?;
+    write(conn, t, concat!("INSERT", token_insert!()))?;
     Ok(conn.last_insert_rowid())
 }
 
 /// Inserts a token unless it is already stored (the edge writes a token row both with the page
 /// view that minted it and, in case that event was dropped, with its first fetch).
 pub fn insert_if_new(conn: &Connection, t: &NewToken) -> Result<(), StoreError> {
-    write(conn, t, "INSERT OR IGNORE").map(|_| ())
+    write(conn, t, concat!("INSERT OR IGNORE", token_insert!())).map(|_| ())
 }
 
-fn write(conn: &Connection, t: &NewToken, verb: &str) -> Result<usize, StoreError> {
+fn write(conn: &Connection, t: &NewToken, sql: &str) -> Result<usize, StoreError> {
     let (scheme, h) = match &t.hashes {
         Some((s, h)) => (
             Some(*s),
@@ -97,14 +107,8 @@ fn write(conn: &Connection, t: &NewToken, verb: &str) -> Result<usize, StoreErro
         ),
         None => (None, None),
     };
-    let sql = format!(
-        "{verb} INTO tokens (token, identity_seed, variant_seed, size, renderer, created_ms,
-                             client_key, minted_by, minting_event, hash_scheme, phash, dhash,
-                             center_phash, parent_token, depth)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-    );
-    Ok(conn.prepare_cached(&sql)?.execute(params![
-        &t.token.0[..],
+    Ok(conn.prepare_cached(sql)?.execute(params![
+        t.token.as_bytes(),
         t.identity_seed as i64,
         t.variant_seed as i64,
         t.size,
@@ -117,7 +121,7 @@ fn write(conn: &Connection, t: &NewToken, verb: &str) -> Result<usize, StoreErro
         h.map(|h| h.0),
         h.map(|h| h.1),
         h.map(|h| h.2),
-        t.parent_token.map(|p| p.0.to_vec()),
+        t.parent_token.map(|p| p.as_bytes().to_vec()),
         t.depth,
     ])?)
 }
@@ -127,7 +131,7 @@ const ROW_COLUMNS: &str = "id, token, identity_seed, variant_seed, size, created
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
     let bytes: Vec<u8> = r.get(1)?;
-    let token = bytes.try_into().map(Token).map_err(|_| {
+    let token = Token::from_bytes(&bytes).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, "token".into())
     })?;
     Ok(TokenRow {
@@ -143,7 +147,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
         renderer: r.get(9)?,
         parent_token: r
             .get::<_, Option<Vec<u8>>>(10)?
-            .and_then(|p| p.try_into().ok().map(Token)),
+            .and_then(|p| Token::from_bytes(&p)),
         depth: r.get(11)?,
     })
 }
@@ -157,7 +161,7 @@ pub fn by_token(conn: &Connection, token: &Token) -> Result<Option<TokenRow>, St
     let sql = format!("SELECT {ROW_COLUMNS} FROM tokens WHERE token = ?1");
     Ok(conn
         .prepare_cached(&sql)?
-        .query_row([&token.0[..]], row)
+        .query_row([token.as_bytes()], row)
         .optional()?)
 }
 
@@ -205,7 +209,7 @@ pub fn fetches(conn: &Connection, token: &Token) -> Result<Vec<Fetch>, StoreErro
                 ip_pseudonym, kind
          FROM events WHERE token = ?1 ORDER BY ts_ms, id",
     )?;
-    let rows = stmt.query_map([&token.0[..]], |r| {
+    let rows = stmt.query_map([token.as_bytes()], |r| {
         Ok(Fetch {
             event_id: r.get(0)?,
             ts_ms: r.get(1)?,

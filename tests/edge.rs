@@ -218,6 +218,14 @@ async fn answer(req: Request<Incoming>, robots: bool, seen: &Mutex<Vec<Seen>>) -
                 .body(StreamBody::new(half).boxed_unsync())
                 .unwrap()
         }
+        "/partial" => {
+            // The first 40 bytes of the page, as asked by a Range request.
+            let mut r = reply(206, html, &PAGE.as_bytes()[..40]);
+            let range = format!("bytes 0-39/{}", PAGE.len());
+            r.headers_mut()
+                .insert("content-range", HeaderValue::from_str(&range).unwrap());
+            r
+        }
         "/slow" => {
             tokio::time::sleep(SLOW).await;
             reply(200, "text/plain", SLOW_BODY)
@@ -645,6 +653,26 @@ fn a_planted_page_goes_out_with_its_length_and_a_page_cut_short_is_a_502() {
         )
         .unwrap();
     assert_eq!(minted, 0);
+}
+
+#[test]
+fn a_range_of_a_page_passes_through_untouched() {
+    let env = Env::new();
+    let up = Upstream::start(true);
+    let server = proxy(&env, &up, "");
+    let r = send(
+        server.addrs.public,
+        get("site.test", "/partial")
+            .header("range", "bytes=0-39")
+            .body(empty())
+            .unwrap(),
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(&r.body[..], &PAGE.as_bytes()[..40], "no markup in a range");
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 0-39/{}", PAGE.len()).as_str())
+    );
 }
 
 #[test]

@@ -596,9 +596,9 @@ impl App {
         let encoding = content_type.as_deref().and_then(inject::encoding_of);
         let body = match (kind, coding, encoding) {
             (Kind::Page, Some(coding), Some(encoding))
-                if rparts.status.is_success()
-                    && method == Method::GET
-                    && rparts.status != StatusCode::NO_CONTENT =>
+                // Only a whole page: a 206 holds a range of one, which the markup would
+                // corrupt (its Content-Range counts the upstream's bytes).
+                if rparts.status == StatusCode::OK && method == Method::GET =>
             {
                 let mint = self.canaries.mint(&event.client_key, None);
                 let markup = Canaries::markup(&mint.token);

@@ -218,6 +218,23 @@ async fn answer(req: Request<Incoming>, robots: bool, seen: &Mutex<Vec<Seen>>) -
                 .body(StreamBody::new(half).boxed_unsync())
                 .unwrap()
         }
+        "/stalls" => {
+            // Half a page, then nothing for two minutes.
+            let half = futures_util::stream::unfold(0, |i| async move {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_secs(120)).await;
+                    return None;
+                }
+                let half = Bytes::from_static(&PAGE.as_bytes()[..PAGE.len() / 2]);
+                Some((Ok::<_, Infallible>(Frame::data(half)), 1))
+            });
+            Response::builder()
+                .status(200)
+                .header("content-type", html)
+                .header("content-length", PAGE.len())
+                .body(StreamBody::new(half).boxed_unsync())
+                .unwrap()
+        }
         "/partial" => {
             // The first 40 bytes of the page, as asked by a Range request.
             let mut r = reply(206, html, &PAGE.as_bytes()[..40]);
@@ -653,6 +670,20 @@ fn a_planted_page_goes_out_with_its_length_and_a_page_cut_short_is_a_502() {
         )
         .unwrap();
     assert_eq!(minted, 0);
+}
+
+#[test]
+fn a_page_that_stalls_mid_body_is_a_504_after_upstream_timeout() {
+    let env = Env::new();
+    let up = Upstream::start(true);
+    let server = proxy(&env, &up, "upstream_timeout_secs = 1");
+    let began = Instant::now();
+    let r = send(
+        server.addrs.public,
+        get("site.test", "/stalls").body(empty()).unwrap(),
+    );
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(began.elapsed() >= Duration::from_secs(1));
 }
 
 #[test]

@@ -633,24 +633,32 @@ impl App {
                             inject::read_whole(body, n as usize),
                         )
                         .await;
-                        match read
-                            .map_err(|_| -> BoxError { "timed out".into() })
-                            .and_then(|page| self.placements.plant(&page?, encoding, &markup))
-                        {
+                        let planted = match read {
+                            Err(_) => Err((
+                                StatusCode::GATEWAY_TIMEOUT,
+                                "did not send the whole page in time".into(),
+                            )),
+                            Ok(Err(e)) => Err((StatusCode::BAD_GATEWAY, e)),
+                            Ok(Ok(page)) => self
+                                .placements
+                                .plant(&page, encoding, &markup)
+                                .map_err(|e| (StatusCode::BAD_GATEWAY, e)),
+                        };
+                        match planted {
                             Ok(page) => {
                                 rparts.headers.insert(CONTENT_LENGTH, page.len().into());
                                 full(page)
                             }
-                            Err(e) => {
+                            Err((status, e)) => {
                                 // Nothing was sent yet: the visitor gets a clean error, and
                                 // the token minted for a page never sent is not kept.
                                 event.mints.clear();
                                 self.metrics.upstream_errors.fetch_add(1, Relaxed);
                                 if self.log_allowed(&event) {
-                                    tracing::warn!(client = %event.client_key, path = %event.path, error = %e, "reading the site's page failed");
+                                    tracing::warn!(client = %event.client_key, path = %event.path, error = %e, "the site's page could not be read whole");
                                 }
                                 let r = text(
-                                    StatusCode::BAD_GATEWAY,
+                                    status,
                                     "text/plain; charset=utf-8",
                                     "faceprobe: the site behind this address sent an incomplete page\n",
                                 );

@@ -196,45 +196,11 @@ async fn answer(req: Request<Incoming>, robots: bool, seen: &Mutex<Vec<Seen>>) -
                 .body(StreamBody::new(pieces).boxed_unsync())
                 .unwrap()
         }
-        "/cut-short" => {
-            // A page that declares more than it sends: the connection closes mid-body.
-            // (A pause after the first half, so that the head and that half are sent first.)
-            let half = futures_util::stream::unfold(0, |i| async move {
-                match i {
-                    0 => {
-                        let half = Bytes::from_static(&PAGE.as_bytes()[..PAGE.len() / 2]);
-                        Some((Ok::<_, Infallible>(Frame::data(half)), 1))
-                    }
-                    _ => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        None
-                    }
-                }
-            });
-            Response::builder()
-                .status(200)
-                .header("content-type", html)
-                .header("content-length", PAGE.len())
-                .body(StreamBody::new(half).boxed_unsync())
-                .unwrap()
-        }
-        "/stalls" => {
-            // Half a page, then nothing for two minutes.
-            let half = futures_util::stream::unfold(0, |i| async move {
-                if i > 0 {
-                    tokio::time::sleep(Duration::from_secs(120)).await;
-                    return None;
-                }
-                let half = Bytes::from_static(&PAGE.as_bytes()[..PAGE.len() / 2]);
-                Some((Ok::<_, Infallible>(Frame::data(half)), 1))
-            });
-            Response::builder()
-                .status(200)
-                .header("content-type", html)
-                .header("content-length", PAGE.len())
-                .body(StreamBody::new(half).boxed_unsync())
-                .unwrap()
-        }
+        // A page that declares more than it sends: half of it, then the connection closes
+        // (the pause lets the head and that half go out first).
+        "/cut-short" => half_page(Duration::from_millis(100)),
+        // Half a page, then nothing for two minutes.
+        "/stalls" => half_page(Duration::from_secs(120)),
         "/partial" => {
             // The first 40 bytes of the page, as asked by a Range request.
             let mut r = reply(206, html, &PAGE.as_bytes()[..40]);
@@ -266,6 +232,25 @@ async fn answer(req: Request<Incoming>, robots: bool, seen: &Mutex<Vec<Seen>>) -
             r
         }
     }
+}
+
+/// The first half of `PAGE` under a `Content-Length` for all of it; the body ends (unfinished)
+/// after `pause`.
+fn half_page(pause: Duration) -> Response<UpBody> {
+    let half = futures_util::stream::unfold(false, move |sent| async move {
+        if sent {
+            tokio::time::sleep(pause).await;
+            return None;
+        }
+        let half = Bytes::from_static(&PAGE.as_bytes()[..PAGE.len() / 2]);
+        Some((Ok::<_, Infallible>(Frame::data(half)), true))
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("content-length", PAGE.len())
+        .body(StreamBody::new(half).boxed_unsync())
+        .unwrap()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -419,7 +419,9 @@ impl Placements {
 
 /// An HTML body small enough to read whole (its length is declared and at most `cap`), read
 /// to its end: its chunks joined (copied only when there is more than one). A body longer
-/// than it declared is an error, not a silently longer page.
+/// than it declared is an error, not a silently longer page. (`http_body_util::Limited` with
+/// `collect` would do the same, but with its boxed error the connection future no longer
+/// type-checks: a higher-ranked `From` bound.)
 pub async fn read_whole(mut body: Body, cap: usize) -> Result<Bytes, BoxError> {
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut len = 0usize;

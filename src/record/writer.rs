@@ -202,6 +202,8 @@ impl Writer {
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut failed = None;
+            // Prepared once per batch (looking the statement up per event hashed its text).
+            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
             for record in batch.drain(..) {
                 // After a failure the rest of the batch is only answered, not written.
                 let step = match record {
@@ -211,9 +213,14 @@ impl Writer {
                         }
                         events += 1;
                         match failed {
-                            None => {
-                                insert_event(&tx, &mut self.head, &mut self.rng, *event).map(|_| ())
-                            }
+                            None => insert_event(
+                                &tx,
+                                &mut insert,
+                                &mut self.head,
+                                &mut self.rng,
+                                *event,
+                            )
+                            .map(|_| ()),
                             Some(_) => Ok(()),
                         }
                     }
@@ -249,6 +256,7 @@ impl Writer {
                     failed = Some(e);
                 }
             }
+            drop(insert);
             match failed {
                 Some(e) => Err(e),
                 None => tx.commit(),
@@ -360,6 +368,7 @@ const INSERT_EVENT: &str =
 
 fn insert_event(
     tx: &Transaction,
+    insert: &mut rusqlite::CachedStatement,
     head: &mut ChainHead,
     rng: &mut rand_chacha::ChaCha20Rng,
     event: Event,
@@ -406,7 +415,7 @@ fn insert_event(
         robots_sha256: event.robots_sha256.map(|h| h.to_vec()),
     };
     let value = chain_next(&head.prev, &c);
-    tx.prepare_cached(INSERT_EVENT)?.execute(params![
+    insert.execute(params![
         c.id,
         c.ts_ms,
         ip,

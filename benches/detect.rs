@@ -15,6 +15,7 @@ use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, SamplingMode, Throughput,
 };
 use faceprobe::config::RecordConfig;
+use faceprobe::detect::runner::READ_BATCH;
 use faceprobe::detect::seen::read_after;
 use faceprobe::detect::{DetectConfig, Engine, Seen};
 use faceprobe::metrics::Metrics;
@@ -36,8 +37,8 @@ fn trace_len() -> usize {
         .unwrap_or(100_000)
 }
 
-/// Events between two `take_changes` calls: the runner takes changes at each persist, after
-/// at least one read batch (10,000 events), so this is the most often it happens.
+/// Events between two `take_changes` calls: the runner takes changes at each persist (every
+/// `detect.persist_secs`); 10,000 events is more often than that at the rates measured here.
 const PERSIST_EVERY: usize = 10_000;
 
 /// Real browsers' user agents with the header order each sends (what the fingerprint and
@@ -528,7 +529,7 @@ fn store(n: usize) -> tempfile::TempDir {
     dir
 }
 
-/// Reading the whole store back in the runner's batches of 10,000, warm (the detector
+/// Reading the whole store back in the runner's batches (`READ_BATCH`), warm (the detector
 /// reads events just committed, still in the page cache).
 fn read(c: &mut Criterion) {
     let n = 2 * trace_len();
@@ -540,7 +541,7 @@ fn read(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(6))
         .throughput(Throughput::Elements(n as u64));
-    group.bench_function(format!("{n} events, batches of 10,000"), |b| {
+    group.bench_function(format!("{n} events, batches of {READ_BATCH}"), |b| {
         let (_dir, conn) = built.get_or_insert_with(|| {
             let dir = store(n);
             let conn = faceprobe::store::Store::open(dir.path())
@@ -553,7 +554,7 @@ fn read(c: &mut Criterion) {
             let mut after = 0;
             let mut read = 0;
             loop {
-                let batch = read_after(conn, after, PERSIST_EVERY).expect("read");
+                let batch = read_after(conn, after, READ_BATCH).expect("read");
                 let Some(last) = batch.last() else { break };
                 after = last.id;
                 read += batch.len();

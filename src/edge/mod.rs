@@ -551,22 +551,36 @@ impl App {
                 self.finish(&method, r, event, started, Kind::Other)
             }
             Err(e) => {
-                self.metrics.upstream_errors.fetch_add(1, Relaxed);
-                if self.log_allowed(&event) {
-                    tracing::warn!(client = %event.client_key, path = %event.path, error = %e, "upstream failed");
-                }
                 let status = match e {
                     proxy::ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                     _ => StatusCode::BAD_GATEWAY,
                 };
-                let r = text(
-                    status,
-                    "text/plain; charset=utf-8",
-                    "faceprobe: the site behind this address did not answer\n",
-                );
-                self.finish(&method, r, event, started, Kind::Other)
+                let failed = (status, Kind::Other, "did not answer");
+                self.site_failed(&method, event, started, failed, &e)
             }
         }
+    }
+
+    /// The site behind faceprobe failed before anything was sent: counted, logged (within the
+    /// log limits), answered with `status` saying that it `what`, recorded as `kind`.
+    fn site_failed(
+        &self,
+        method: &Method,
+        event: Event,
+        started: Instant,
+        (status, kind, what): (StatusCode, Kind, &'static str),
+        error: &dyn std::fmt::Display,
+    ) -> Response<Body> {
+        self.metrics.upstream_errors.fetch_add(1, Relaxed);
+        if self.log_allowed(&event) {
+            tracing::warn!(client = %event.client_key, path = %event.path, %error, "upstream {what}");
+        }
+        let r = owned(
+            status,
+            "text/plain; charset=utf-8",
+            format!("faceprobe: the site behind this address {what}\n").into_bytes(),
+        );
+        self.finish(method, r, event, started, kind)
     }
 
     /// A response of the site (upstream or demo): canary planted in HTML, event recorded
@@ -653,16 +667,8 @@ impl App {
                                 // Nothing was sent yet: the visitor gets a clean error, and
                                 // the token minted for a page never sent is not kept.
                                 event.mints.clear();
-                                self.metrics.upstream_errors.fetch_add(1, Relaxed);
-                                if self.log_allowed(&event) {
-                                    tracing::warn!(client = %event.client_key, path = %event.path, error = %e, "the site's page could not be read whole");
-                                }
-                                let r = text(
-                                    status,
-                                    "text/plain; charset=utf-8",
-                                    "faceprobe: the site behind this address sent an incomplete page\n",
-                                );
-                                return self.finish(method, r, event, started, Kind::Page);
+                                let failed = (status, Kind::Page, "sent an incomplete page");
+                                return self.site_failed(method, event, started, failed, &e);
                             }
                         }
                     }

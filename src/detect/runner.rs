@@ -1,16 +1,20 @@
-//! The detector thread: reads committed events from its checkpoint on, feeds the engine, and
+//! The detector thread: takes committed events from its checkpoint on, feeds the engine, and
 //! every `persist_secs` writes what changed (clients, clusters, flag history, holds and the
 //! checkpoint, in one transaction), then hands levels reached to the alerts.
 //!
 //! After a restart it reads back recent and flagged clients and resumes at its checkpoint, so
 //! a harvester is neither forgotten nor flagged twice. A failed write is retried at the next
 //! persist with nothing lost; reading never blocks the recorder (WAL).
+//!
+//! Events come from the writer as it commits them (`Record::Feed`: no reading back, about
+//! 1.4 µs less per event), and from the store for whatever the feed did not carry; ids tell
+//! which, so each event is taken exactly once.
 
 use super::engine::{Change, Engine};
 use super::seen::{first_id_since, read_after};
-use super::{Client, DetectConfig, Level};
+use super::{Client, DetectConfig, Level, Seen};
 use crate::metrics::Metrics;
-use crate::record::privacy;
+use crate::record::{privacy, Record, Recorder};
 use crate::store::{clients, now_ms, tokens, Store, StoreError};
 use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
@@ -69,15 +73,23 @@ pub struct Options {
     pub notify: Option<Box<dyn Notifier>>,
 }
 
+/// Pieces of committed events (`record::FEED_CHUNK` each, 16,384 events in all) the writer may
+/// hand over before the detector takes them; beyond, the writer skips pieces and the detector
+/// reads those from the store.
+const FEED_CHUNKS: usize = 16_384 / crate::record::FEED_CHUNK;
+
 /// The running detector; `stop` lets it read what is left, write, and end.
 pub struct DetectorHandle {
     stop: mpsc::Sender<()>,
+    /// The feed's own sender, to wake the thread when it waits on the feed.
+    wake: mpsc::SyncSender<Vec<Seen>>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl DetectorHandle {
     pub fn stop(self) {
         let _ = self.stop.send(());
+        let _ = self.wake.try_send(Vec::new());
         let _ = self.thread.join();
     }
 }
@@ -95,47 +107,33 @@ struct Runner {
     verifier: Option<super::verify::Verifier>,
 }
 
-/// Opens the detector's connection, restores its state and starts its thread.
+/// Opens the detector's connection, restores its state and starts its thread. With a
+/// recorder, the writer hands it each batch it commits (no reading back); it reads the store
+/// for what the feed did not bring: events from before it started, a batch the feed had no
+/// room for, what is left at a stop.
 pub fn start(
     data_dir: &Path,
     options: Options,
     metrics: Arc<Metrics>,
+    recorder: Option<&Recorder>,
 ) -> Result<DetectorHandle, StoreError> {
-    let conn = Store::open(data_dir)?.into_conn();
-    let config = options.config;
-    let poll = Duration::from_millis(config.poll_ms);
-    let persist_every = Duration::from_secs(config.persist_secs);
-    let verifier = match config.verify_search_engines {
-        true => Some(
-            super::verify::Verifier::start(config.agents.search_domains.clone()).map_err(|e| {
-                StoreError::Thread {
-                    what: "DNS check",
-                    source: e,
-                }
-            })?,
-        ),
-        false => None,
-    };
-    let mut runner = Runner {
-        verifier,
-        engine: restore(&conn, config)?,
-        conn,
-        metrics,
-        ip_key: privacy::ip_key(&options.secret),
-        raw_ip_hours: options.raw_ip_hours,
-        alert_level: options.alert_level,
-        notify: options.notify,
-        pending: (Vec::new(), Vec::new()),
-    };
+    let poll = Duration::from_millis(options.config.poll_ms);
+    let persist_every = Duration::from_secs(options.config.persist_secs);
+    let mut runner = Runner::open(data_dir, options, metrics)?;
     let (stop, stopped) = mpsc::channel();
+    let (wake, feed) = mpsc::sync_channel(FEED_CHUNKS);
+    if let Some(recorder) = recorder {
+        // Without room in the queue now, the detector reads everything from the store.
+        recorder.try_send(Record::Feed(wake.clone()));
+    }
     let thread = std::thread::Builder::new()
         .name("faceprobe-detect".into())
-        .spawn(move || runner.run(stopped, poll, persist_every))
+        .spawn(move || runner.run(stopped, feed, poll, persist_every))
         .map_err(|e| StoreError::Thread {
             what: "detector",
             source: e,
         })?;
-    Ok(DetectorHandle { stop, thread })
+    Ok(DetectorHandle { stop, wake, thread })
 }
 
 /// The engine as it was: allow-list, robots.txt versions, recent and flagged clients, and the
@@ -175,19 +173,54 @@ pub fn restore(conn: &Connection, config: DetectConfig) -> Result<Engine, StoreE
 }
 
 impl Runner {
-    fn run(&mut self, stopped: mpsc::Receiver<()>, poll: Duration, persist_every: Duration) {
+    fn open(
+        data_dir: &Path,
+        options: Options,
+        metrics: Arc<Metrics>,
+    ) -> Result<Runner, StoreError> {
+        let conn = Store::open(data_dir)?.into_conn();
+        let config = options.config;
+        let verifier = match config.verify_search_engines {
+            true => Some(
+                super::verify::Verifier::start(config.agents.search_domains.clone()).map_err(
+                    |e| StoreError::Thread {
+                        what: "DNS check",
+                        source: e,
+                    },
+                )?,
+            ),
+            false => None,
+        };
+        Ok(Runner {
+            verifier,
+            engine: restore(&conn, config)?,
+            conn,
+            metrics,
+            ip_key: privacy::ip_key(&options.secret),
+            raw_ip_hours: options.raw_ip_hours,
+            alert_level: options.alert_level,
+            notify: options.notify,
+            pending: (Vec::new(), Vec::new()),
+        })
+    }
+
+    fn run(
+        &mut self,
+        stopped: mpsc::Receiver<()>,
+        feed: mpsc::Receiver<Vec<Seen>>,
+        poll: Duration,
+        persist_every: Duration,
+    ) {
         let mut last_persist = Instant::now();
-        let mut stopping = false;
+        // The store is read at start, after a quiet poll interval and at a stop, until caught up.
+        let mut from_store = true;
         loop {
-            let read = match self.step() {
-                Ok(n) => n,
-                Err(e) => {
-                    self.metrics.detect_errors.fetch_add(1, Relaxed);
-                    tracing::error!(error = %e, "detector: reading events failed; retrying");
-                    0
-                }
-            };
-            if stopping && read < READ_BATCH {
+            let stopping = !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty));
+            if from_store || stopping {
+                let read = self.logged(Runner::read_store);
+                from_store = read == READ_BATCH;
+            }
+            if stopping && !from_store {
                 self.persist();
                 if let Some(n) = self.notify.take() {
                     n.report(&self.metrics);
@@ -200,19 +233,61 @@ impl Runner {
                 self.persist();
                 last_persist = Instant::now();
             }
-            if read < READ_BATCH {
-                match stopped.recv_timeout(poll) {
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+            if from_store {
+                continue;
+            }
+            match feed.recv_timeout(poll) {
+                Ok(batch) => {
+                    self.logged(|r| r.take(batch));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => from_store = true,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(poll);
+                    from_store = true;
                 }
             }
         }
     }
 
-    /// Reads and takes in one batch of events; returns how many.
-    fn step(&mut self) -> Result<usize, StoreError> {
+    /// Runs one step; a failure is counted, logged and retried at the next.
+    fn logged(&mut self, step: impl FnOnce(&mut Runner) -> Result<usize, StoreError>) -> usize {
+        step(self).unwrap_or_else(|e| {
+            self.metrics.detect_errors.fetch_add(1, Relaxed);
+            tracing::error!(error = %e, "detector: reading events failed; retrying");
+            0
+        })
+    }
+
+    /// Reads and takes in the next events from the store; returns how many.
+    fn read_store(&mut self) -> Result<usize, StoreError> {
         let batch = read_after(&self.conn, self.engine.last_id, READ_BATCH)?;
-        for s in &batch {
+        self.observe(&batch)?;
+        Ok(batch.len())
+    }
+
+    /// Takes in a batch from the writer, after reading from the store what came before it
+    /// and did not come through the feed.
+    fn take(&mut self, batch: Vec<Seen>) -> Result<usize, StoreError> {
+        let Some(first) = batch.first().map(|s| s.id) else {
+            return Ok(0);
+        };
+        while self.engine.last_id < first - 1 {
+            if self.read_store()? == 0 {
+                break;
+            }
+        }
+        let last = self.engine.last_id;
+        let fresh = match batch.iter().position(|s| s.id > last) {
+            Some(i) => &batch[i..],
+            None => &[],
+        };
+        self.observe(fresh)?;
+        Ok(fresh.len())
+    }
+
+    /// Takes in events in id order.
+    fn observe(&mut self, batch: &[Seen]) -> Result<(), StoreError> {
+        for s in batch {
             if let Some(sha) = s.robots_sha256 {
                 let hex = hex::encode(sha);
                 if !self.engine.robots.knows(&hex) {
@@ -255,7 +330,7 @@ impl Runner {
         self.metrics
             .detect_evictions
             .store(self.engine.evictions, Relaxed);
-        Ok(batch.len())
+        Ok(())
     }
 
     /// Writes what changed, holds what must be held, then alerts.
@@ -407,10 +482,14 @@ mod tests {
                 let _ = tx.send(v);
             })),
         };
-        start(dir, options, Arc::new(Metrics::default()))
+        start(dir, options, Arc::new(Metrics::default()), None)
             .unwrap()
             .stop();
         rx.try_iter().collect()
+    }
+
+    fn runner_conn(dir: &Path) -> Connection {
+        Store::open(dir).unwrap().into_conn()
     }
 
     fn count(conn: &Connection, sql: &str) -> i64 {
@@ -450,6 +529,82 @@ mod tests {
         let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
         assert_eq!(c.counts.requests, 25);
         assert_eq!(c.counts.canaries, 25);
+    }
+
+    fn options(poll_ms: u64) -> Options {
+        Options {
+            config: DetectConfig {
+                poll_ms,
+                ..DetectConfig::default()
+            },
+            raw_ip_hours: 72,
+            secret: [1; 32],
+            alert_level: Level::Harvester,
+            notify: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_after_a_gap_is_preceded_by_the_store_and_nothing_is_taken_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        write_events(dir.path(), 0, 30);
+        let mut runner =
+            Runner::open(dir.path(), options(200), Arc::new(Metrics::default())).unwrap();
+        let batch = |from, n| read_after(&runner_conn(dir.path()), from, n).unwrap();
+        // Events 21..=30 come through the feed; 1..=20 never did (a skipped batch): they are
+        // read from the store first (with what follows them there).
+        runner.take(batch(20, 10)).unwrap();
+        assert_eq!(runner.engine.last_id, 30);
+        let requests = |r: &Runner| r.engine.get("c:harvester").unwrap().counts.requests;
+        assert_eq!(requests(&runner), 30);
+        // A batch already read from the store, or partly, is not counted again.
+        assert_eq!(runner.take(batch(20, 10)).unwrap(), 0);
+        write_events(dir.path(), 30, 35);
+        let overlapping = batch(25, 10);
+        assert_eq!(overlapping.len(), 10);
+        assert_eq!(runner.take(overlapping).unwrap(), 5);
+        assert_eq!(requests(&runner), 35);
+        assert_eq!(runner.take(Vec::new()).unwrap(), 0);
+    }
+
+    #[test]
+    fn with_a_recorder_the_detector_takes_events_as_they_are_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let (rec, writer) = crate::record::start(
+            dir.path(),
+            &RecordConfig::default(),
+            [1; 32],
+            metrics.clone(),
+        )
+        .unwrap();
+        // Polling the store once a minute: within the wait below only the feed brings events.
+        let detector = start(dir.path(), options(60_000), metrics.clone(), Some(&rec)).unwrap();
+        for i in 0..20 {
+            rec.record_blocking(Event {
+                ts_ms: now_ms() + i,
+                ip: Some("198.51.100.4".parse().unwrap()),
+                client_key: "c:harvester".into(),
+                method: "GET".into(),
+                path: format!("/_fp/c/t{i}.jpg"),
+                status: 200,
+                kind: Some(Kind::Canary),
+                ..Event::default()
+            })
+            .unwrap();
+        }
+        rec.flush_blocking().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metrics.detect_events.load(Relaxed) < 20 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(metrics.detect_events.load(Relaxed), 20);
+        detector.stop();
+        drop(rec);
+        writer.join();
+        let conn = Store::open(dir.path()).unwrap().into_conn();
+        let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
+        assert_eq!(c.counts.requests, 20);
     }
 
     #[test]

@@ -207,53 +207,71 @@ impl Visitor {
     }
 }
 
-static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
-static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
-static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
-static SEC_FETCH_USER: HeaderName = HeaderName::from_static("sec-fetch-user");
-
-fn header(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .map(|v| bounded(&String::from_utf8_lossy(v.as_bytes())))
+fn text_of(value: &HeaderValue) -> String {
+    bounded(&String::from_utf8_lossy(value.as_bytes()))
 }
 
-/// The event of a request, before its response is known.
+/// The event of a request, before its response is known. The headers are read in one pass
+/// (their order, and the first value of each one recorded), not looked up one by one.
 pub fn event_of(parts: &Parts, client: &Requester, ts_ms: i64) -> Event {
     use http::header::{ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, COOKIE, HOST, REFERER};
-    let h = &parts.headers;
-    let mut order = String::with_capacity(128);
-    for name in h.keys() {
-        if order.len() + name.as_str().len() + 1 > crate::record::event::MAX_FIELD_BYTES {
-            break;
-        }
-        if !order.is_empty() {
-            order.push(',');
-        }
-        order.push_str(name.as_str());
-    }
-    let host = header(h, &HOST).or_else(|| parts.uri.authority().map(|a| bounded(a.as_str())));
-    Event {
+    let mut e = Event {
         ts_ms,
         ip: Some(client.ip),
         client_key: client.key.clone(),
         method: bounded(parts.method.as_str()),
-        host,
         path: bounded(parts.uri.path()),
         query: parts.uri.query().map(bounded),
-        user_agent: header(h, &USER_AGENT),
-        referer: header(h, &REFERER),
-        accept: header(h, &ACCEPT),
-        accept_language: header(h, &ACCEPT_LANGUAGE),
-        accept_encoding: header(h, &ACCEPT_ENCODING),
-        sec_fetch_site: header(h, &SEC_FETCH_SITE),
-        sec_fetch_mode: header(h, &SEC_FETCH_MODE),
-        sec_fetch_dest: header(h, &SEC_FETCH_DEST),
-        sec_fetch_user: header(h, &SEC_FETCH_USER),
-        cookie_sent: h.contains_key(COOKIE),
-        header_order: order,
+        header_order: String::with_capacity(128),
         ..Event::default()
+    };
+    let mut order_full = false;
+    let mut previous: Option<&HeaderName> = None;
+    for (name, value) in &parts.headers {
+        // A header sent more than once comes once per value, one after the other.
+        if previous == Some(name) {
+            continue;
+        }
+        previous = Some(name);
+        let order = &mut e.header_order;
+        order_full = order_full
+            || order.len() + name.as_str().len() + 1 > crate::record::event::MAX_FIELD_BYTES;
+        if !order_full {
+            if !order.is_empty() {
+                order.push(',');
+            }
+            order.push_str(name.as_str());
+        }
+        let slot = if name == USER_AGENT {
+            &mut e.user_agent
+        } else if name == ACCEPT {
+            &mut e.accept
+        } else if name == ACCEPT_ENCODING {
+            &mut e.accept_encoding
+        } else if name == ACCEPT_LANGUAGE {
+            &mut e.accept_language
+        } else if name == HOST {
+            &mut e.host
+        } else if name == REFERER {
+            &mut e.referer
+        } else if name == COOKIE {
+            e.cookie_sent = true;
+            continue;
+        } else {
+            match name.as_str().strip_prefix("sec-fetch-") {
+                Some("site") => &mut e.sec_fetch_site,
+                Some("mode") => &mut e.sec_fetch_mode,
+                Some("dest") => &mut e.sec_fetch_dest,
+                Some("user") => &mut e.sec_fetch_user,
+                _ => continue,
+            }
+        };
+        *slot = Some(text_of(value));
     }
+    if e.host.is_none() {
+        e.host = parts.uri.authority().map(|a| bounded(a.as_str()));
+    }
+    e
 }
 
 /// The token in a faceprobe path (`/_fp/c/{token}.jpg`, `/_fp/g/{token}`), if well-formed.
@@ -268,6 +286,7 @@ pub fn token_in(path_tail: &str) -> Option<Token> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HOST as HOST_HEADER;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -278,6 +297,71 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn an_event_records_the_first_value_of_each_header_and_their_order() {
+        let mut req = http::Request::builder()
+            .uri("http://fallback.example/a/b?q=1")
+            .body(())
+            .unwrap();
+        *req.headers_mut() = headers(&[
+            ("user-agent", "Mozilla/5.0"),
+            ("accept", "text/html"),
+            ("accept", "image/*"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+            ("sec-fetch-other", "x"),
+            ("cookie", "a=1"),
+            ("accept-language", "fr-FR"),
+            ("referer", "https://example.org/"),
+        ]);
+        let (parts, ()) = req.into_parts();
+        let client = Requester {
+            ip: "192.0.2.1".parse().unwrap(),
+            ip_text: "192.0.2.1".into(),
+            key: "c:k".into(),
+            peer_trusted: false,
+        };
+        let e = event_of(&parts, &client, 7);
+        assert_eq!(
+            e.header_order,
+            "user-agent,accept,sec-fetch-mode,sec-fetch-dest,sec-fetch-other,cookie,\
+             accept-language,referer"
+        );
+        assert_eq!(e.user_agent.as_deref(), Some("Mozilla/5.0"));
+        assert_eq!(e.accept.as_deref(), Some("text/html"));
+        assert_eq!(e.sec_fetch_mode.as_deref(), Some("navigate"));
+        assert_eq!(e.sec_fetch_dest.as_deref(), Some("document"));
+        assert_eq!((e.sec_fetch_site, e.sec_fetch_user), (None, None));
+        assert_eq!(e.accept_language.as_deref(), Some("fr-FR"));
+        assert_eq!(e.referer.as_deref(), Some("https://example.org/"));
+        assert_eq!(e.accept_encoding, None);
+        assert!(e.cookie_sent);
+        // No Host header: the request target's authority stands in.
+        assert_eq!(e.host.as_deref(), Some("fallback.example"));
+        assert_eq!((e.path.as_str(), e.query.as_deref()), ("/a/b", Some("q=1")));
+        assert_eq!((e.client_key.as_str(), e.ts_ms), ("c:k", 7));
+
+        let mut long = HeaderMap::new();
+        for i in 0..200 {
+            long.append(
+                HeaderName::from_bytes(format!("x-header-{i:03}").as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        long.insert(HOST_HEADER, HeaderValue::from_static("site.example"));
+        let mut parts = parts;
+        parts.headers = long;
+        let e = event_of(&parts, &client, 7);
+        assert!(e.header_order.len() <= crate::record::event::MAX_FIELD_BYTES);
+        // 78 names of 12 bytes and their commas fill 1,013 of the 1,024 bytes.
+        assert!(
+            e.header_order.ends_with(",x-header-077"),
+            "{}",
+            e.header_order
+        );
+        assert_eq!(e.host.as_deref(), Some("site.example"));
     }
 
     #[test]

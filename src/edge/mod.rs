@@ -140,7 +140,12 @@ pub async fn serve(
                 )?)),
             },
         };
-        Some(crate::detect::start(&data_dir, options, metrics.clone())?)
+        Some(crate::detect::start(
+            &data_dir,
+            options,
+            metrics.clone(),
+            Some(&recorder),
+        )?)
     } else {
         None
     };
@@ -394,7 +399,7 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let client = visitor.client(&app.trusted, &app.keys, &parts.headers);
     let event = client::event_of(&parts, &client, now_ms());
-    let path = parts.uri.path().to_string();
+    let path = parts.uri.path();
     if let Some(rest) = path.strip_prefix("/_fp/") {
         return app.faceprobe_path(rest, &parts, event, started).await;
     }
@@ -414,7 +419,7 @@ async fn handle(
             let resp = app
                 .demo
                 .as_ref()
-                .map(|d| d.respond(&path))
+                .map(|d| d.respond(path))
                 .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "text/plain", "not found\n"));
             app.site_response(&parts.method, resp, event, started).await
         }
@@ -450,16 +455,18 @@ fn owned(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Respo
 
 /// What a response is, for the event: by its content type.
 fn kind_of(content_type: Option<&str>) -> Kind {
-    let ct = content_type.unwrap_or("").to_ascii_lowercase();
+    let ct = content_type.unwrap_or("");
     let ct = ct.split(';').next().unwrap_or("").trim();
-    if ct == "text/html" || ct == "application/xhtml+xml" {
+    let is = |s: &str| ct.eq_ignore_ascii_case(s);
+    let starts = |s: &str| ct.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s));
+    if is("text/html") || is("application/xhtml+xml") {
         Kind::Page
-    } else if ct.starts_with("image/") {
+    } else if starts("image/") {
         Kind::Image
-    } else if ct == "text/css"
-        || ct.contains("javascript")
-        || ct.starts_with("font/")
-        || ct == "application/wasm"
+    } else if is("text/css")
+        || ct.to_ascii_lowercase().contains("javascript")
+        || starts("font/")
+        || is("application/wasm")
     {
         Kind::Asset
     } else {
@@ -593,12 +600,10 @@ impl App {
         started: Instant,
     ) -> Response<Body> {
         let (mut rparts, body) = resp.into_parts();
-        let content_type = rparts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let kind = kind_of(content_type.as_deref());
+        // A copy of the value shares its bytes (no allocation), and frees the headers for edits.
+        let content_type = rparts.headers.get(CONTENT_TYPE).cloned();
+        let content_type = content_type.as_ref().and_then(|v| v.to_str().ok());
+        let kind = kind_of(content_type);
         event.kind = Some(kind);
         event.status = rparts.status.as_u16();
         let coding = inject::Coding::parse(
@@ -607,7 +612,7 @@ impl App {
                 .get(http::header::CONTENT_ENCODING)
                 .and_then(|v| v.to_str().ok()),
         );
-        let encoding = content_type.as_deref().and_then(inject::encoding_of);
+        let encoding = content_type.and_then(inject::encoding_of);
         let body = match (kind, coding, encoding) {
             (Kind::Page, Some(coding), Some(encoding))
                 // Only a whole page: a 206 holds a range of one, which the markup would
@@ -972,5 +977,9 @@ mod tests {
         assert_eq!(kind_of(Some("text/css")), Kind::Asset);
         assert_eq!(kind_of(Some("application/json")), Kind::Other);
         assert_eq!(kind_of(None), Kind::Other);
+        assert_eq!(kind_of(Some("Text/HTML; charset=UTF-8")), Kind::Page);
+        assert_eq!(kind_of(Some("IMAGE/PNG")), Kind::Image);
+        assert_eq!(kind_of(Some("Text/JavaScript")), Kind::Asset);
+        assert_eq!(kind_of(Some("im")), Kind::Other);
     }
 }

@@ -104,22 +104,32 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Most messages carry none (or only `Connection: keep-alive`): one pass to know.
-    if !h.keys().any(|n| HOP_BY_HOP.contains(n)) {
-        return;
+    // Most messages carry none, or only `Connection: keep-alive`: one pass to know which.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == name) {
+            present[i] = true;
+        }
     }
-    let listed: Vec<HeaderName> = h
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in listed {
-        h.remove(n);
+    if present[0] {
+        // (HOP_BY_HOP[0] is `Connection`.)
+        // The headers `Connection` names go too (its usual "keep-alive" and "close" name
+        // none that is not already listed).
+        let listed: Vec<HeaderName> = h
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        for n in listed {
+            h.remove(n);
+        }
     }
-    for n in &HOP_BY_HOP {
-        h.remove(n);
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+        h.remove(name);
     }
 }
 
@@ -549,6 +559,18 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+
+        // Every value of `Connection` counts; the other hop-by-hop headers go without it.
+        h.append(CONNECTION, " Close ".parse().unwrap());
+        h.append(CONNECTION, "x-other".parse().unwrap());
+        h.insert("x-other", "1".parse().unwrap());
+        h.insert(http::header::UPGRADE, "websocket".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+        h.insert(http::header::TE, "trailers".parse().unwrap());
+        h.insert(http::header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod privacy;
 mod writer;
 
 pub use event::{Event, Kind, Mint};
-pub use writer::{start, WriterHandle};
+pub use writer::{start, WriterHandle, FEED_CHUNK};
 
 use crate::metrics::Metrics;
 use std::sync::atomic::Ordering::Relaxed;
@@ -43,6 +43,10 @@ pub enum Record {
     },
     /// Answers once everything queued before it is committed.
     Flush(oneshot::Sender<()>),
+    /// From now on, hand each committed batch to the detector as it reads events (`Seen`),
+    /// so that it need not read them back; a batch it has no room for is skipped, and the
+    /// detector reads that one from the store.
+    Feed(std::sync::mpsc::SyncSender<Vec<crate::detect::Seen>>),
     /// Time to see whether the privacy and retention job is due.
     Tick,
 }

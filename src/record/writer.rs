@@ -8,6 +8,7 @@
 use super::event::{chain_next, ip_commitment, Chained, Event, Mint};
 use super::{privacy, Record, RecordError};
 use crate::config::RecordConfig;
+use crate::detect::Seen;
 use crate::metrics::Metrics;
 use crate::store::{now_ms, tokens, Store, StoreError};
 use rand::{Rng, SeedableRng};
@@ -79,6 +80,8 @@ struct Writer {
     ip_key: [u8; 32],
     rng: rand_chacha::ChaCha20Rng,
     last_purge: Option<Instant>,
+    /// Where committed events go as the detector reads them, once it asked (`Record::Feed`).
+    feed: Option<std::sync::mpsc::SyncSender<Vec<Seen>>>,
 }
 
 /// Opens the writer's own connection to the store in `data_dir` and starts the thread.
@@ -108,6 +111,7 @@ pub fn start(
         ip_key: privacy::ip_key(&secret),
         rng: rand_chacha::ChaCha20Rng::from_os_rng(),
         last_purge: None,
+        feed: None,
     };
     let ticker = tx.downgrade();
     let interval = Duration::from_secs(config.purge_interval_secs.min(60));
@@ -197,6 +201,9 @@ impl Writer {
         let mut flushes = Vec::new();
         let mut events = 0u64;
         let mut tick = false;
+        let mut new_feed = None;
+        // What the detector gets of this batch: every event, or (without a feed) nothing.
+        let mut seen = self.feed.as_ref().map(|_| Fed::default());
         let result = (|| -> Result<(), rusqlite::Error> {
             let tx = self
                 .conn
@@ -219,6 +226,7 @@ impl Writer {
                                 &mut self.head,
                                 &mut self.rng,
                                 *event,
+                                seen.as_mut(),
                             )
                             .map(|_| ()),
                             Some(_) => Ok(()),
@@ -230,6 +238,12 @@ impl Writer {
                     }
                     Record::Tick => {
                         tick = true;
+                        Ok(())
+                    }
+                    Record::Feed(feed) => {
+                        // The events after it in this batch already go to the detector.
+                        new_feed = Some(feed);
+                        seen.get_or_insert_with(Fed::default);
                         Ok(())
                     }
                     _ if failed.is_some() => Ok(()),
@@ -270,6 +284,17 @@ impl Writer {
                 for (ack, id) in acks {
                     let _ = ack.send(Ok(id));
                 }
+                if let (Some(feed), Some(seen)) = (new_feed.as_ref().or(self.feed.as_ref()), seen) {
+                    for chunk in seen.0 {
+                        // Full: the detector reads this piece from the store instead.
+                        if let Err(std::sync::mpsc::TrySendError::Disconnected(_)) =
+                            feed.try_send(chunk)
+                        {
+                            self.feed = None;
+                            break;
+                        }
+                    }
+                }
             }
             Err(e) => {
                 self.head = before;
@@ -287,6 +312,9 @@ impl Writer {
                 // Do not spin on a failing disk; the queue holds what arrives meanwhile.
                 std::thread::sleep(Duration::from_millis(200));
             }
+        }
+        if new_feed.is_some() {
+            self.feed = new_feed;
         }
         for f in flushes {
             let _ = f.send(());
@@ -353,7 +381,7 @@ fn urgent(r: &Record) -> bool {
     match r {
         Record::Event(event, ack) => ack.is_some() || event.kind().is_evidence(),
         Record::Flush(_) | Record::Robots { .. } => true,
-        Record::Identities { .. } | Record::Tick => false,
+        Record::Identities { .. } | Record::Tick | Record::Feed(_) => false,
     }
 }
 
@@ -372,6 +400,7 @@ fn insert_event(
     head: &mut ChainHead,
     rng: &mut rand_chacha::ChaCha20Rng,
     event: Event,
+    seen: Option<&mut Fed>,
 ) -> Result<i64, rusqlite::Error> {
     let id = head.next_id;
     let (ip, nonce, commit) = match event.ip {
@@ -466,7 +495,78 @@ fn insert_event(
             token.as_bytes()
         ])?;
     }
+    if let Some(seen) = seen {
+        let kind = event.kind.unwrap_or(super::Kind::Other);
+        seen.push(seen_of(tx, c, kind, ip, event.robots_sha256)?);
+    }
     Ok(id)
+}
+
+/// Events of one batch for the detector, in pieces of `FEED_CHUNK`: a whole batch in one
+/// vector would be a large allocation, returned to the system and faulted in again each batch.
+#[derive(Default)]
+struct Fed(Vec<Vec<Seen>>);
+
+/// Events per piece handed to the detector.
+pub const FEED_CHUNK: usize = 128;
+
+impl Fed {
+    fn push(&mut self, s: Seen) {
+        match self.0.last_mut() {
+            Some(chunk) if chunk.len() < FEED_CHUNK => chunk.push(s),
+            _ => {
+                let mut chunk = Vec::with_capacity(FEED_CHUNK);
+                chunk.push(s);
+                self.0.push(chunk);
+            }
+        }
+    }
+}
+
+/// The event just written as the detector reads it back (`detect::seen::read_after`): the same
+/// fields, the same owner of its token.
+fn seen_of(
+    tx: &Transaction,
+    c: Chained,
+    kind: super::Kind,
+    ip: Option<String>,
+    robots_sha256: Option<[u8; 32]>,
+) -> rusqlite::Result<Seen> {
+    let (token_owner, token_depth) = match &c.token {
+        Some(token) => tx
+            .prepare_cached("SELECT client_key, depth FROM tokens WHERE token = ?1")?
+            .query_row([token], |r| {
+                Ok((
+                    Some(r.get::<_, String>(0)?),
+                    Some(r.get::<_, i64>(1)?.clamp(0, 1 << 20) as u32),
+                ))
+            })
+            .optional()?
+            .unwrap_or((None, None)),
+        None => (None, None),
+    };
+    let sec_fetch =
+        c.sec_fetch_site.is_some() || c.sec_fetch_mode.is_some() || c.sec_fetch_dest.is_some();
+    Ok(Seen {
+        id: c.id,
+        ts_ms: c.ts_ms,
+        ip,
+        client_key: c.client_key,
+        kind: Some(kind),
+        path: c.path,
+        query: c.query,
+        status: c.status.clamp(0, 999) as u16,
+        user_agent: c.user_agent,
+        accept: c.accept,
+        accept_language: c.accept_language.is_some(),
+        sec_fetch,
+        referer: c.referer.is_some(),
+        cookie: c.cookie_sent,
+        header_order: c.header_order.unwrap_or_default(),
+        robots_sha256,
+        token_owner,
+        token_depth,
+    })
 }
 
 fn insert_token(tx: &Transaction, m: &Mint, minting_event: Option<i64>) -> rusqlite::Result<()> {
@@ -534,6 +634,80 @@ mod tests {
 
     fn conn(dir: &Path) -> Connection {
         Store::open(dir).unwrap().into_conn()
+    }
+
+    #[test]
+    fn the_feed_hands_the_detector_what_it_would_read_back_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rec, writer) = started(dir.path(), &config());
+        let before = event("192.0.2.7", "/before-the-feed", Kind::Page, 0);
+        rec.record_blocking(before).unwrap();
+        rec.flush_blocking().unwrap();
+        let (feed, fed) = std::sync::mpsc::sync_channel(16);
+        assert!(rec.try_send(Record::Feed(feed)));
+
+        // A page view minting a token, then fetches of its canary and of a trap by another
+        // client, robots.txt, a query, headers present and absent, an event with no address.
+        let token = Token::random();
+        let mut page = event("192.0.2.7", "/gallery", Kind::Page, 1);
+        page.user_agent = Some("Mozilla/5.0".into());
+        page.accept_language = Some("fr".into());
+        page.sec_fetch_mode = Some("navigate".into());
+        page.referer = Some("https://example.org/".into());
+        page.cookie_sent = true;
+        page.header_order = "host,user-agent,accept".into();
+        page.mints = vec![Mint {
+            token,
+            identity_seed: 7,
+            variant_seed: 8,
+            size: 256,
+            renderer: 1,
+            created_ms: now_ms(),
+            client_key: "c:192.0.2.7".into(),
+            parent: None,
+            depth: 2,
+        }];
+        let mut canary = event("203.0.113.9", "/_fp/c/x.jpg", Kind::Canary, 2);
+        canary.token = Some(token);
+        canary.accept = Some("image/*".into());
+        let mut trap = event("203.0.113.9", "/_fp/g/unknown", Kind::Trap, 3);
+        trap.token = Some(Token::random());
+        let mut robots = event("203.0.113.9", "/robots.txt", Kind::Robots, 4);
+        robots.robots_sha256 = Some([3; 32]);
+        let mut query = event("203.0.113.9", "/search", Kind::Other, 5);
+        query.query = Some("q=faces".into());
+        query.status = 404;
+        let mut nameless = event("203.0.113.9", "/x.css", Kind::Asset, 6);
+        nameless.ip = None;
+        nameless.kind = None;
+        for e in [page, canary, trap, robots, query, nameless] {
+            rec.record_blocking(e).unwrap();
+        }
+        rec.flush_blocking().unwrap();
+
+        let got: Vec<Seen> = fed.try_iter().flatten().collect();
+        let stored = crate::detect::seen::read_after(&conn(dir.path()), 1, 100).unwrap();
+        assert_eq!(stored.len(), 6);
+        assert_eq!(got, stored);
+        // The owner of the canary's token came through; an unknown token has none.
+        assert_eq!(got[1].token_owner.as_deref(), Some("c:192.0.2.7"));
+        assert_eq!(got[1].token_depth, Some(2));
+        assert_eq!(got[2].token_owner, None);
+
+        // A batch larger than a piece comes in pieces, every event once, in order.
+        for i in 0..(FEED_CHUNK * 2 + 44) {
+            rec.record_blocking(event("192.0.2.8", &format!("/p{i}"), Kind::Page, 10))
+                .unwrap();
+        }
+        rec.flush_blocking().unwrap();
+        let pieces: Vec<Vec<Seen>> = fed.try_iter().collect();
+        assert!(pieces.len() >= 3, "{}", pieces.len());
+        assert!(pieces
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= FEED_CHUNK));
+        let ids: Vec<i64> = pieces.iter().flatten().map(|s| s.id).collect();
+        assert_eq!(ids, (8..8 + FEED_CHUNK as i64 * 2 + 44).collect::<Vec<_>>());
+        stop(rec, writer);
     }
 
     #[test]

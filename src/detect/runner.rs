@@ -600,6 +600,18 @@ mod tests {
         }
         assert_eq!(metrics.detect_events.load(Relaxed), 20);
         detector.stop();
+        // The writer goes on without its reader.
+        for i in 0..3 {
+            rec.record_blocking(Event {
+                ts_ms: now_ms() + i,
+                client_key: "c:after".into(),
+                kind: Some(Kind::Page),
+                ..Event::default()
+            })
+            .unwrap();
+        }
+        rec.flush_blocking().unwrap();
+        assert_eq!(metrics.events_written.load(Relaxed), 23);
         drop(rec);
         writer.join();
         let conn = Store::open(dir.path()).unwrap().into_conn();

@@ -488,7 +488,7 @@ mod tests {
         rx.try_iter().collect()
     }
 
-    fn runner_conn(dir: &Path) -> Connection {
+    fn conn(dir: &Path) -> Connection {
         Store::open(dir).unwrap().into_conn()
     }
 
@@ -504,7 +504,7 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0]["key"], "c:harvester");
         assert_eq!(alerts[0]["level"], "harvester");
-        let conn = Store::open(dir.path()).unwrap().into_conn();
+        let conn = conn(dir.path());
         let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
         assert_eq!(c.level, Some(Level::Harvester));
         assert_eq!(c.counts.requests, 20);
@@ -550,7 +550,7 @@ mod tests {
         write_events(dir.path(), 0, 30);
         let mut runner =
             Runner::open(dir.path(), options(200), Arc::new(Metrics::default())).unwrap();
-        let batch = |from, n| read_after(&runner_conn(dir.path()), from, n).unwrap();
+        let batch = |from, n| read_after(&conn(dir.path()), from, n).unwrap();
         // Events 21..=30 come through the feed; 1..=20 never did (a skipped batch): they are
         // read from the store first (with what follows them there).
         runner.take(batch(20, 10)).unwrap();
@@ -614,7 +614,7 @@ mod tests {
         assert_eq!(metrics.events_written.load(Relaxed), 23);
         drop(rec);
         writer.join();
-        let conn = Store::open(dir.path()).unwrap().into_conn();
+        let conn = conn(dir.path());
         let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
         assert_eq!(c.counts.requests, 20);
     }
@@ -624,7 +624,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_events(dir.path(), 0, 10);
         assert_eq!(run_detector(dir.path()).len(), 1);
-        let mut conn = Store::open(dir.path()).unwrap().into_conn();
+        let mut conn = conn(dir.path());
         assert!(clients::dismiss(&mut conn, "c:harvester", "our own checker", now_ms()).unwrap());
         assert!(!clients::dismiss(&mut conn, "c:nobody", "", now_ms()).unwrap());
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM holds"), 0);

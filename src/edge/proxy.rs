@@ -112,9 +112,8 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
         }
     }
     if present[0] {
-        // (HOP_BY_HOP[0] is `Connection`.)
-        // The headers `Connection` names go too (its usual "keep-alive" and "close" name
-        // none that is not already listed).
+        // `Connection`, the first of them: the headers it names go too (its usual
+        // "keep-alive" and "close" name none that is not already listed).
         let listed: Vec<HeaderName> = h
             .get_all(CONNECTION)
             .iter()

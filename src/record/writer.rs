@@ -448,7 +448,7 @@ fn insert_event(
         c.id,
         c.ts_ms,
         ip,
-        nonce.map(|n| n.to_vec()),
+        nonce.as_ref().map(|n| &n[..]),
         c.ip_commit,
         c.client_key,
         c.method,

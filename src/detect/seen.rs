@@ -49,6 +49,16 @@ fn kind_of(s: &str) -> Option<Kind> {
     Kind::ALL.into_iter().find(|k| k.as_str() == s)
 }
 
+/// A stored status as the signals see it (the store holds any integer).
+pub fn status_of(stored: i64) -> u16 {
+    stored.clamp(0, 999) as u16
+}
+
+/// A stored gallery depth as the signals see it.
+pub fn depth_of(stored: i64) -> u32 {
+    stored.clamp(0, 1 << 20) as u32
+}
+
 /// Reads up to `limit` committed events after `after_id`, in id order.
 pub fn read_after(conn: &Connection, after_id: i64, limit: usize) -> rusqlite::Result<Vec<Seen>> {
     let mut stmt = conn.prepare_cached(
@@ -72,7 +82,7 @@ pub fn read_after(conn: &Connection, after_id: i64, limit: usize) -> rusqlite::R
             kind: kind_of(&kind),
             path: r.get(5)?,
             query: r.get(6)?,
-            status: r.get::<_, i64>(7)?.clamp(0, 999) as u16,
+            status: status_of(r.get(7)?),
             user_agent: r.get(8)?,
             accept: r.get(9)?,
             accept_language: r.get(10)?,
@@ -82,9 +92,7 @@ pub fn read_after(conn: &Connection, after_id: i64, limit: usize) -> rusqlite::R
             header_order: r.get::<_, Option<String>>(14)?.unwrap_or_default(),
             robots_sha256: robots.and_then(|b| b.try_into().ok()),
             token_owner: r.get(16)?,
-            token_depth: r
-                .get::<_, Option<i64>>(17)?
-                .map(|d| d.clamp(0, 1 << 20) as u32),
+            token_depth: r.get::<_, Option<i64>>(17)?.map(depth_of),
         })
     })?;
     rows.collect()

@@ -43,9 +43,9 @@ pub enum Record {
     },
     /// Answers once everything queued before it is committed.
     Flush(oneshot::Sender<()>),
-    /// From now on, hand each committed batch to the detector as it reads events (`Seen`),
-    /// so that it need not read them back; a batch it has no room for is skipped, and the
-    /// detector reads that one from the store.
+    /// From now on, hand each committed batch to the detector as it reads events (`Seen`, in
+    /// pieces of `FEED_CHUNK`), so that it need not read them back; a piece it has no room for
+    /// is skipped, and the detector reads that one from the store.
     Feed(std::sync::mpsc::SyncSender<Vec<crate::detect::Seen>>),
     /// Time to see whether the privacy and retention job is due.
     Tick,

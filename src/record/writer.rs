@@ -277,6 +277,9 @@ impl Writer {
             }
         })();
         let seconds = started.elapsed().as_secs_f64();
+        if new_feed.is_some() {
+            self.feed = new_feed;
+        }
         match result {
             Ok(()) => {
                 self.metrics.events_written.fetch_add(events, Relaxed);
@@ -284,7 +287,7 @@ impl Writer {
                 for (ack, id) in acks {
                     let _ = ack.send(Ok(id));
                 }
-                if let (Some(feed), Some(seen)) = (new_feed.as_ref().or(self.feed.as_ref()), seen) {
+                if let (Some(feed), Some(seen)) = (&self.feed, seen) {
                     for chunk in seen.0 {
                         // Full: the detector reads this piece from the store instead.
                         if let Err(std::sync::mpsc::TrySendError::Disconnected(_)) =
@@ -312,9 +315,6 @@ impl Writer {
                 // Do not spin on a failing disk; the queue holds what arrives meanwhile.
                 std::thread::sleep(Duration::from_millis(200));
             }
-        }
-        if new_feed.is_some() {
-            self.feed = new_feed;
         }
         for f in flushes {
             let _ = f.send(());
@@ -538,7 +538,7 @@ fn seen_of(
             .query_row([token], |r| {
                 Ok((
                     Some(r.get::<_, String>(0)?),
-                    Some(r.get::<_, i64>(1)?.clamp(0, 1 << 20) as u32),
+                    Some(crate::detect::seen::depth_of(r.get(1)?)),
                 ))
             })
             .optional()?
@@ -555,7 +555,7 @@ fn seen_of(
         kind: Some(kind),
         path: c.path,
         query: c.query,
-        status: c.status.clamp(0, 999) as u16,
+        status: crate::detect::seen::status_of(c.status),
         user_agent: c.user_agent,
         accept: c.accept,
         accept_language: c.accept_language.is_some(),

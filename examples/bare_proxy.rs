@@ -155,12 +155,7 @@ async fn recorded(
     let response = forward(proxy, Request::from_parts(parts, body)).await;
     event.kind = Some(Kind::Asset);
     event.status = response.status().as_u16();
-    event.bytes = response
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    event.bytes = faceprobe::edge::declared_length(response.headers()).unwrap_or(0);
     event.duration_us = started.elapsed().as_micros() as u64;
     recording.recorder.record(event);
     response

@@ -63,6 +63,14 @@ pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|e| match e {}).boxed_unsync()
 }
 
+/// The length a message's `Content-Length` declares, when it holds a number.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Why `serve` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -497,11 +505,7 @@ impl App {
         event.bytes = if method == Method::HEAD {
             0
         } else {
-            r.headers()
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
+            declared_length(r.headers()).unwrap_or(0)
         };
         event.duration_us = started.elapsed().as_micros() as u64;
         self.recorder.record(event);
@@ -524,11 +528,7 @@ impl App {
                 "no upstream\n",
             );
         };
-        let declared: Option<u64> = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let declared = declared_length(&parts.headers);
         if declared.is_some_and(|n| n > self.max_body) {
             self.metrics.rejected_requests.fetch_add(1, Relaxed);
             let r = text(
@@ -622,11 +622,7 @@ impl App {
                 let mint = self.canaries.mint(&event.client_key, None);
                 let markup = Canaries::markup(&mint.token);
                 event.mints.push(mint);
-                let declared = rparts
-                    .headers
-                    .get(CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
+                let declared = declared_length(&rparts.headers);
                 rparts.headers.remove(CONTENT_LENGTH);
                 rparts.headers.remove("content-md5");
                 if let Some(etag) = rparts.headers.get(http::header::ETAG).cloned() {

@@ -68,7 +68,7 @@ pub fn read_after(conn: &Connection, after_id: i64, limit: usize) -> rusqlite::R
                  OR e.sec_fetch_dest IS NOT NULL),
                 e.referer IS NOT NULL, e.cookie_sent, e.header_order, e.robots_sha256,
                 t.client_key, t.depth
-         FROM events e LEFT JOIN tokens t ON e.token IS NOT NULL AND t.token = e.token
+         FROM events_full e LEFT JOIN tokens t ON e.token IS NOT NULL AND t.token = e.token
          WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
     )?;
     let rows = stmt.query_map(rusqlite::params![after_id, limit as i64], |r| {

@@ -33,7 +33,8 @@ pub struct Verified {
 /// Walks the whole chain; `Ok(Err(break))` names the first event that fails.
 pub fn verify(conn: &Connection) -> rusqlite::Result<Result<Verified, Break>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {CHAINED_COLUMNS}, chain, client_ip, ip_nonce FROM events ORDER BY id"
+        "SELECT {CHAINED_COLUMNS}, chain, client_ip, ip_nonce, header_set, header_set_found
+         FROM events_full ORDER BY id"
     ))?;
     let mut anchor = conn.prepare("SELECT chain FROM chain_anchors WHERE event_id = ?1")?;
     let mut rows = stmt.query([])?;
@@ -46,6 +47,17 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<Verified, Break>> {
         let ip: Option<String> = row.get(26)?;
         let nonce: Option<Vec<u8>> = row.get(27)?;
         let id = event.id;
+        if let (Some(set), None) = (
+            row.get::<_, Option<i64>>(28)?,
+            row.get::<_, Option<i64>>(29)?,
+        ) {
+            return Ok(Err(Break {
+                event_id: id,
+                reason: format!(
+                    "its headers (header set {set}) are missing (deleted outside faceprobe?)"
+                ),
+            }));
+        }
         let expected_prev = last_id.map(|l| l + 1).unwrap_or(1);
         if id != expected_prev {
             let a: Option<Vec<u8>> = anchor.query_row([id - 1], |r| r.get(0)).optional()?;

@@ -210,6 +210,21 @@ impl Chained {
         })
     }
 
+    /// The values stored once per distinct combination (`header_sets`), in its column order.
+    pub fn header_values(&self) -> super::headers::Values<'_> {
+        [
+            self.user_agent.as_deref(),
+            self.accept.as_deref(),
+            self.accept_language.as_deref(),
+            self.accept_encoding.as_deref(),
+            self.sec_fetch_site.as_deref(),
+            self.sec_fetch_mode.as_deref(),
+            self.sec_fetch_dest.as_deref(),
+            self.sec_fetch_user.as_deref(),
+            self.header_order.as_deref(),
+        ]
+    }
+
     /// The canonical encoding (version 1): a version tag, then every field in declaration
     /// order; each present field is 0x01, its length (u32 big-endian) and its bytes; an absent
     /// one is 0x00. Integers are 8 bytes big-endian, text is UTF-8, booleans one byte.

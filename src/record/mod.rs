@@ -6,10 +6,12 @@
 //! robots.txt and trap fetches wait for room in the queue rather than be dropped. Page and
 //! asset events are dropped, and counted, when the queue is full. Memory is bounded by the
 //! queue capacity times the largest event (every client-supplied field is cut to
-//! `event::MAX_FIELD_BYTES`), plus the waiting evidence senders, bounded by the connection limit.
+//! `event::MAX_FIELD_BYTES`), plus the waiting evidence senders, bounded by the connection limit,
+//! plus the writer's memory of recent header sets (`headers`, at most ~4 MiB).
 
 pub mod chain;
 pub mod event;
+pub mod headers;
 pub mod privacy;
 mod writer;
 

@@ -5,7 +5,8 @@
 //! (flagged or in a case: table `holds`). After `retention_days` events are deleted unless
 //! held; the chain value of the last event of each deleted run is kept as an anchor, so the
 //! remaining chain still verifies. Neither step touches a field the chain covers. Tokens the
-//! edge minted past retention whose image was never fetched are deleted too.
+//! edge minted past retention whose image was never fetched are deleted too, and the header
+//! sets no remaining event refers to.
 
 use crate::config::RecordConfig;
 use hmac::{Hmac, Mac};
@@ -40,6 +41,8 @@ pub struct Done {
     pub expired: u64,
     /// Tokens minted by the edge past retention whose image was never fetched.
     pub tokens_expired: u64,
+    /// Header sets no remaining event uses (the writer forgets the sets it remembered).
+    pub header_sets_expired: u64,
 }
 
 /// Runs both steps for events older than their windows at `now_ms`.
@@ -56,6 +59,15 @@ pub fn run(
     while (done.expired as usize) < PER_RUN {
         let n = expire_chunk(conn, keep_before)?;
         done.expired += n as u64;
+        if n < CHUNK {
+            break;
+        }
+    }
+    while (done.header_sets_expired as usize) < PER_RUN {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = super::headers::expire(&tx, keep_before, CHUNK)?;
+        tx.commit()?;
+        done.header_sets_expired += n as u64;
         if n < CHUNK {
             break;
         }

@@ -6,6 +6,7 @@
 //! dropped events are counted. The thread ends when every sender is gone and the queue is empty.
 
 use super::event::{chain_next, ip_commitment, Chained, Event, Mint};
+use super::headers::HeaderSets;
 use super::{privacy, Record, RecordError};
 use crate::config::RecordConfig;
 use crate::detect::Seen;
@@ -82,6 +83,7 @@ struct Writer {
     last_purge: Option<Instant>,
     /// Where committed events go as the detector reads them, once it asked (`Record::Feed`).
     feed: Option<std::sync::mpsc::SyncSender<Vec<Seen>>>,
+    header_sets: HeaderSets,
 }
 
 /// Opens the writer's own connection to the store in `data_dir` and starts the thread.
@@ -112,6 +114,7 @@ pub fn start(
         rng: rand_chacha::ChaCha20Rng::from_os_rng(),
         last_purge: None,
         feed: None,
+        header_sets: HeaderSets::default(),
     };
     let ticker = tx.downgrade();
     let interval = Duration::from_secs(config.purge_interval_secs.min(60));
@@ -225,6 +228,7 @@ impl Writer {
                                 &mut insert,
                                 &mut self.head,
                                 &mut self.rng,
+                                &mut self.header_sets,
                                 *event,
                                 seen.as_mut(),
                             )
@@ -301,6 +305,7 @@ impl Writer {
             }
             Err(e) => {
                 self.head = before;
+                self.header_sets.forget();
                 self.metrics.write_errors.fetch_add(1, Relaxed);
                 self.metrics.events_dropped.fetch_add(events, Relaxed);
                 tracing::error!(
@@ -335,6 +340,9 @@ impl Writer {
                     .ips_pseudonymized
                     .fetch_add(done.pseudonymized, Relaxed);
                 self.metrics.events_expired.fetch_add(done.expired, Relaxed);
+                if done.header_sets_expired > 0 {
+                    self.header_sets.forget();
+                }
                 if done.pseudonymized + done.expired + done.tokens_expired > 0 {
                     tracing::info!(
                         pseudonymized = done.pseudonymized,
@@ -386,19 +394,20 @@ fn urgent(r: &Record) -> bool {
 }
 
 /// Inserts one event at the head of the chain, then the tokens it minted.
+/// The repeated headers go to `header_sets` (`headers::HeaderSets`), the event names its set.
 const INSERT_EVENT: &str =
     "INSERT INTO events (id, ts_ms, client_ip, ip_nonce, ip_commit, client_key,
-    method, host, path, query, status, bytes, duration_us, user_agent, referer, accept,
-    accept_language, accept_encoding, sec_fetch_site, sec_fetch_mode, sec_fetch_dest,
-    sec_fetch_user, cookie_sent, header_order, kind, token, robots_sha256, chain)
+    method, host, path, query, status, bytes, duration_us, referer, cookie_sent, kind, token,
+    robots_sha256, chain, header_set)
  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-    ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+    ?20)";
 
 fn insert_event(
     tx: &Transaction,
     insert: &mut rusqlite::CachedStatement,
     head: &mut ChainHead,
     rng: &mut rand_chacha::ChaCha20Rng,
+    header_sets: &mut HeaderSets,
     event: Event,
     seen: Option<&mut Fed>,
 ) -> Result<i64, rusqlite::Error> {
@@ -444,6 +453,7 @@ fn insert_event(
         robots_sha256: event.robots_sha256.map(|h| h.to_vec()),
     };
     let value = chain_next(&head.prev, &c);
+    let header_set = header_sets.id_for(tx, c.header_values(), c.ts_ms)?;
     insert.execute(params![
         c.id,
         c.ts_ms,
@@ -458,21 +468,13 @@ fn insert_event(
         c.status,
         c.bytes,
         c.duration_us,
-        c.user_agent,
         c.referer,
-        c.accept,
-        c.accept_language,
-        c.accept_encoding,
-        c.sec_fetch_site,
-        c.sec_fetch_mode,
-        c.sec_fetch_dest,
-        c.sec_fetch_user,
         c.cookie_sent,
-        c.header_order,
         c.kind,
         c.token,
         c.robots_sha256,
         &value[..],
+        header_set,
     ])?;
     head.prev = value;
     head.next_id += 1;
@@ -738,7 +740,7 @@ mod tests {
             .prepare(&format!("EXPLAIN {INSERT_EVENT}"))
             .unwrap()
             .query_map(
-                rusqlite::params_from_iter([rusqlite::types::Null; 28]),
+                rusqlite::params_from_iter([rusqlite::types::Null; 20]),
                 |r| r.get(1),
             )
             .unwrap()
@@ -746,18 +748,29 @@ mod tests {
             .unwrap();
         assert!(ops.iter().any(|o| o == "IdxInsert"), "{ops:?}");
         assert!(!ops.iter().any(|o| o == "OpenEphemeral"), "{ops:?}");
-        let plan: String = c
-            .prepare(
-                "EXPLAIN QUERY PLAN SELECT id FROM events
-                 WHERE client_key = 'c:1' AND kind = 'canary' ORDER BY ts_ms",
-            )
-            .unwrap()
-            .query_map([], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap()
-            .join("; ");
+        let plan_of = |sql: &str| -> String {
+            c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+                .join("; ")
+        };
+        let plan = plan_of(
+            "SELECT id FROM events WHERE client_key = 'c:1' AND kind = 'canary' ORDER BY ts_ms",
+        );
         assert!(plan.contains("events_client_evidence"), "{plan}");
+        // Readers of the full events find them through the same indexes, and each set by id.
+        let plan = plan_of("SELECT user_agent FROM events_full WHERE token = x'00'");
+        assert!(plan.contains("USING INDEX events_token"), "{plan}");
+        assert!(plan.contains("h USING INTEGER PRIMARY KEY"), "{plan}");
+        let plan = plan_of("SELECT user_agent FROM events_full WHERE id > 5 ORDER BY id LIMIT 9");
+        assert!(
+            plan.contains("e USING INTEGER PRIMARY KEY (rowid>?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 
     #[test]
@@ -919,18 +932,32 @@ mod tests {
         let day = 86_400_000;
         let (r, w) = started(dir.path(), &config());
         // ids 1-3: past retention; 4-5: past the raw-IP window; 6: recent; 7: old but held.
-        for (i, age_days) in [200, 200, 190, 5, 4, 0].iter().enumerate() {
-            r.record_blocking(event(
+        // Headers: "old" only on deleted events, "shared" on a deleted and a kept one, "held"
+        // on the held event.
+        for (i, (age_days, agent)) in [
+            (200, "old"),
+            (200, "shared"),
+            (190, "old"),
+            (5, "shared"),
+            (4, "recent"),
+            (0, "recent"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut e = event(
                 &format!("192.0.2.{}", i + 1),
                 "/",
                 Kind::Page,
                 now - age_days * day,
-            ))
-            .unwrap();
+            );
+            e.user_agent = Some(agent.to_string());
+            r.record_blocking(e).unwrap();
         }
         let fetched = Token::random();
         let mut held = event("198.51.100.7", "/held", Kind::Canary, now - 300 * day);
         held.token = Some(fetched);
+        held.user_agent = Some("held".into());
         r.record_blocking(held).unwrap();
         r.record_blocking(event("192.0.2.8", "/", Kind::Page, now))
             .unwrap();
@@ -957,7 +984,20 @@ mod tests {
                 pseudonymized: 2,
                 expired: 3,
                 tokens_expired: 1,
+                header_sets_expired: 1,
             }
+        );
+        let agents: Vec<String> = c
+            .prepare("SELECT coalesce(user_agent, '-') FROM header_sets ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            agents,
+            ["-", "held", "recent", "shared"],
+            "only the deleted events' set goes"
         );
         let left: Vec<Vec<u8>> = c
             .prepare("SELECT token FROM tokens")
@@ -1007,6 +1047,129 @@ mod tests {
             .unwrap();
         stop(r, w);
         assert_eq!(verify(&conn(dir.path())).unwrap().unwrap().events, 6);
+    }
+
+    /// A running writer that remembered a set the retention job then deleted stores it again
+    /// rather than pointing a new event at a set that is gone.
+    #[test]
+    fn a_set_deleted_by_retention_is_stored_again_when_it_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ms();
+        let day = 86_400_000;
+        let config = RecordConfig {
+            purge_interval_secs: 1,
+            ..config()
+        };
+        let (r, w) = started(dir.path(), &config);
+        let with_agent = |ts: i64| {
+            let mut e = event("192.0.2.1", "/", Kind::Page, ts);
+            e.user_agent = Some("returning".into());
+            e
+        };
+        r.record_blocking(with_agent(now - 200 * day)).unwrap();
+        r.flush_blocking().unwrap();
+        // Once the interval has passed, a tick runs the purge on the writer thread, which
+        // deletes the event and its set.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(r.try_send(Record::Tick));
+        r.flush_blocking().unwrap();
+        let c = conn(dir.path());
+        let sets = |c: &Connection| -> i64 {
+            c.query_row("SELECT count(*) FROM header_sets", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(sets(&c), 0);
+        r.record_blocking(with_agent(now)).unwrap();
+        stop(r, w);
+        assert_eq!(sets(&c), 1);
+        let agent: Option<String> = c
+            .query_row("SELECT user_agent FROM events_full", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(agent.as_deref(), Some("returning"));
+        assert_eq!(verify(&c).unwrap().unwrap().events, 1);
+    }
+
+    #[test]
+    fn repeated_headers_are_stored_once_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = started(dir.path(), &config());
+        let browser = |path: &str, dest: &str| {
+            let mut e = event("192.0.2.1", path, Kind::Page, 1);
+            e.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64)".into());
+            e.accept = Some("text/html".into());
+            e.accept_language = Some("fr-FR,fr;q=0.9".into());
+            e.accept_encoding = Some("gzip, br".into());
+            e.sec_fetch_site = Some("same-origin".into());
+            e.sec_fetch_mode = Some("navigate".into());
+            e.sec_fetch_dest = Some(dest.into());
+            e.sec_fetch_user = Some("?1".into());
+            e.header_order = "host,user-agent,accept".into();
+            e.referer = Some(format!("https://example.org{path}"));
+            e
+        };
+        let sent = vec![
+            browser("/a", "document"),
+            browser("/b", "document"),
+            browser("/c.jpg", "image"),
+            event("192.0.2.2", "/bare", Kind::Page, 1),
+            browser("/d", "document"),
+        ];
+        for e in &sent {
+            r.record_blocking(e.clone()).unwrap();
+        }
+        stop(r, w);
+        // Written again by a new writer (nothing remembered): the same sets are found.
+        let (r, w) = started(dir.path(), &config());
+        r.record_blocking(browser("/e.jpg", "image")).unwrap();
+        stop(r, w);
+        let c = conn(dir.path());
+        let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM header_sets"), 3);
+        assert_eq!(
+            count("SELECT count(*) FROM events WHERE user_agent IS NOT NULL"),
+            0,
+            "the values are not stored inline any more"
+        );
+        let read: Vec<crate::record::event::Chained> = c
+            .prepare(&format!(
+                "SELECT {} FROM events_full ORDER BY id",
+                crate::record::event::CHAINED_COLUMNS
+            ))
+            .unwrap()
+            .query_map([], crate::record::event::Chained::from_row)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(read.len(), 6);
+        for (e, back) in sent.iter().zip(&read) {
+            assert_eq!(back.path, e.path);
+            assert_eq!(back.user_agent, e.user_agent);
+            assert_eq!(back.accept, e.accept);
+            assert_eq!(back.accept_language, e.accept_language);
+            assert_eq!(back.accept_encoding, e.accept_encoding);
+            assert_eq!(back.sec_fetch_site, e.sec_fetch_site);
+            assert_eq!(back.sec_fetch_mode, e.sec_fetch_mode);
+            assert_eq!(back.sec_fetch_dest, e.sec_fetch_dest);
+            assert_eq!(back.sec_fetch_user, e.sec_fetch_user);
+            assert_eq!(back.header_order.as_deref(), Some(e.header_order.as_str()));
+            assert_eq!(back.referer, e.referer);
+        }
+        assert_eq!(read[5].sec_fetch_dest.as_deref(), Some("image"));
+        assert_eq!(verify(&c).unwrap().unwrap().events, 6);
+
+        // A changed set breaks the chain at the first event that uses it.
+        c.execute(
+            "UPDATE header_sets SET user_agent = 'forged' WHERE sec_fetch_dest = 'image'",
+            [],
+        )
+        .unwrap();
+        let b = verify(&c).unwrap().unwrap_err();
+        assert_eq!(b.event_id, 3, "{b}");
+        c.execute("DELETE FROM header_sets WHERE sec_fetch_dest = 'image'", [])
+            .unwrap();
+        let b = verify(&c).unwrap().unwrap_err();
+        assert_eq!(b.event_id, 3);
+        assert!(b.reason.contains("missing"), "{b}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const MIGRATIONS: &[&str] = &[
     // 1: tokens, their hashes and identities; request events (filled by the edge).
@@ -192,6 +192,56 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE tokens;
     ALTER TABLE tokens_v5 RENAME TO tokens;
     "#,
+    // 6: the headers a client repeats on every request (user agent, accept*, sec-fetch-*,
+    // header order) are stored once per distinct combination, in `header_sets`, and an event
+    // refers to its set: about two thirds of an event's bytes and of the writer's work went
+    // to these values. Events written before keep theirs inline (header_set NULL); the view
+    // `events_full` shows every event with its values, whichever way they are stored, and is
+    // what readers of those columns (the chain check, the detector, evidence) select from.
+    // `last_ms` (kept within an hour of the newest event of the set) lets retention delete
+    // the sets of deleted events without scanning the events.
+    r#"
+    CREATE TABLE header_sets (
+        id              INTEGER PRIMARY KEY,
+        digest          BLOB NOT NULL UNIQUE CHECK (length(digest) = 32),
+        user_agent      TEXT,
+        accept          TEXT,
+        accept_language TEXT,
+        accept_encoding TEXT,
+        sec_fetch_site  TEXT,
+        sec_fetch_mode  TEXT,
+        sec_fetch_dest  TEXT,
+        sec_fetch_user  TEXT,
+        header_order    TEXT,
+        last_ms         INTEGER NOT NULL
+    );
+    CREATE INDEX header_sets_last ON header_sets (last_ms);
+    ALTER TABLE events ADD COLUMN header_set INTEGER;
+    CREATE VIEW events_full AS
+    SELECT e.id, e.ts_ms, e.client_ip, e.client_key, e.method, e.host, e.path, e.query,
+        e.status, e.bytes, e.duration_us,
+        CASE WHEN e.header_set IS NULL THEN e.user_agent ELSE h.user_agent END AS user_agent,
+        e.referer,
+        CASE WHEN e.header_set IS NULL THEN e.accept ELSE h.accept END AS accept,
+        CASE WHEN e.header_set IS NULL THEN e.accept_language ELSE h.accept_language END
+            AS accept_language,
+        CASE WHEN e.header_set IS NULL THEN e.accept_encoding ELSE h.accept_encoding END
+            AS accept_encoding,
+        CASE WHEN e.header_set IS NULL THEN e.sec_fetch_site ELSE h.sec_fetch_site END
+            AS sec_fetch_site,
+        CASE WHEN e.header_set IS NULL THEN e.sec_fetch_mode ELSE h.sec_fetch_mode END
+            AS sec_fetch_mode,
+        CASE WHEN e.header_set IS NULL THEN e.sec_fetch_dest ELSE h.sec_fetch_dest END
+            AS sec_fetch_dest,
+        CASE WHEN e.header_set IS NULL THEN e.sec_fetch_user ELSE h.sec_fetch_user END
+            AS sec_fetch_user,
+        e.cookie_sent,
+        CASE WHEN e.header_set IS NULL THEN e.header_order ELSE h.header_order END
+            AS header_order,
+        e.kind, e.token, e.ip_nonce, e.ip_commit, e.ip_pseudonym, e.robots_sha256, e.chain,
+        e.header_set, h.id AS header_set_found
+    FROM events e LEFT JOIN header_sets h ON h.id = e.header_set;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -291,5 +341,81 @@ mod tests {
             )
             .is_err());
         assert!(store.integrity_problems().unwrap().is_empty());
+    }
+
+    /// Events a version-5 build wrote keep their headers inline; after the upgrade they read
+    /// the same through `events_full`, new events go through header sets, and one chain covers
+    /// both.
+    #[test]
+    fn version_5_events_keep_their_inline_headers_and_the_chain_runs_on() {
+        use crate::record::event::{chain_next, Chained, CHAINED_COLUMNS};
+        let dir = tempfile::tempdir().unwrap();
+        let old = Chained {
+            id: 1,
+            ts_ms: crate::store::now_ms(),
+            client_key: "c:old".into(),
+            method: "GET".into(),
+            path: "/before".into(),
+            user_agent: Some("OldBrowser/1".into()),
+            accept: Some("text/html".into()),
+            sec_fetch_dest: Some("document".into()),
+            header_order: Some("host,user-agent".into()),
+            kind: "page".into(),
+            ..Chained::default()
+        };
+        {
+            let conn = Connection::open(dir.path().join("faceprobe.db")).unwrap();
+            for sql in &MIGRATIONS[..5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 5).unwrap();
+            conn.execute(
+                "INSERT INTO events (id, ts_ms, client_key, method, path, status, bytes,
+                     duration_us, user_agent, accept, sec_fetch_dest, cookie_sent, header_order,
+                     kind, chain)
+                 VALUES (1, ?1, 'c:old', 'GET', '/before', 0, 0, 0, 'OldBrowser/1', 'text/html',
+                     'document', 0, 'host,user-agent', 'page', ?2)",
+                rusqlite::params![old.ts_ms, &chain_next(&[0; 32], &old)[..]],
+            )
+            .unwrap();
+        }
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+        let config = crate::config::RecordConfig::default();
+        let (rec, writer) = crate::record::start(dir.path(), &config, [3; 32], metrics).unwrap();
+        rec.record_blocking(crate::record::Event {
+            ts_ms: old.ts_ms + 1,
+            client_key: "c:new".into(),
+            method: "GET".into(),
+            path: "/after".into(),
+            user_agent: Some("NewBrowser/2".into()),
+            header_order: "host".into(),
+            kind: Some(crate::record::Kind::Page),
+            ..Default::default()
+        })
+        .unwrap();
+        rec.flush_blocking().unwrap();
+        drop(rec);
+        writer.join();
+        let store = Store::open(dir.path()).unwrap();
+        let read: Vec<Chained> = store
+            .conn()
+            .prepare(&format!(
+                "SELECT {CHAINED_COLUMNS} FROM events_full ORDER BY id"
+            ))
+            .unwrap()
+            .query_map([], Chained::from_row)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(read[0], old);
+        assert_eq!(read[1].user_agent.as_deref(), Some("NewBrowser/2"));
+        assert_eq!(read[1].accept, None);
+        let sets: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM header_sets", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sets, 1, "the old event's headers stay where they were");
+        let verified = crate::record::chain::verify(store.conn()).unwrap().unwrap();
+        assert_eq!(verified.events, 2);
     }
 }

@@ -207,7 +207,7 @@ pub fn fetches(conn: &Connection, token: &Token) -> Result<Vec<Fetch>, StoreErro
     let mut stmt = conn.prepare_cached(
         "SELECT id, ts_ms, client_ip, client_key, method, path, status, user_agent, referer,
                 ip_pseudonym, kind
-         FROM events WHERE token = ?1 ORDER BY ts_ms, id",
+         FROM events_full WHERE token = ?1 ORDER BY ts_ms, id",
     )?;
     let rows = stmt.query_map([token.as_bytes()], |r| {
         Ok(Fetch {

@@ -638,6 +638,16 @@ mod tests {
         Store::open(dir).unwrap().into_conn()
     }
 
+    /// The first column of every row `sql` selects.
+    fn column<T: rusqlite::types::FromSql>(c: &Connection, sql: &str) -> Vec<T> {
+        c.prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     #[test]
     fn the_feed_hands_the_detector_what_it_would_read_back_from_the_store() {
         let dir = tempfile::tempdir().unwrap();
@@ -808,13 +818,7 @@ mod tests {
         let c = conn(dir.path());
         let v = verify(&c).unwrap().unwrap();
         assert_eq!(v.events, 51);
-        let ids: Vec<i64> = c
-            .prepare("SELECT id FROM events ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let ids: Vec<i64> = column(&c, "SELECT id FROM events ORDER BY id");
         assert_eq!(ids, (1..=51).collect::<Vec<_>>());
     }
 
@@ -987,25 +991,16 @@ mod tests {
                 header_sets_expired: 1,
             }
         );
-        let agents: Vec<String> = c
-            .prepare("SELECT coalesce(user_agent, '-') FROM header_sets ORDER BY 1")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let agents: Vec<String> = column(
+            &c,
+            "SELECT coalesce(user_agent, '-') FROM header_sets ORDER BY 1",
+        );
         assert_eq!(
             agents,
             ["-", "held", "recent", "shared"],
             "only the deleted events' set goes"
         );
-        let left: Vec<Vec<u8>> = c
-            .prepare("SELECT token FROM tokens")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let left: Vec<Vec<u8>> = column(&c, "SELECT token FROM tokens");
         assert_eq!(
             left,
             vec![fetched.as_bytes().to_vec()],

@@ -81,6 +81,22 @@ fn main() {
         config.queue_capacity, config.batch_max
     );
 
+    // The largest the WAL grows while events are written (checkpoints copy it into the database).
+    let wal_path = dir.path().join("faceprobe.db-wal");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wal_watch = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut largest = 0u64;
+            while !stop.load(Relaxed) {
+                let len = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+                largest = largest.max(len);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            largest
+        })
+    };
+
     let t0 = Instant::now();
     for e in events.iter().take(total as usize) {
         rec.record_blocking(e.clone()).expect("recorder running");
@@ -119,13 +135,20 @@ fn main() {
         "phase 2 (offered {:.0} events/s for {offered_secs:.1} s): {written} written, {dropped} dropped, deepest queue {deepest}",
         sent as f64 / offered_secs
     );
+    stop.store(true, Relaxed);
+    let largest_wal = wal_watch.join().unwrap_or(0);
     drop(rec);
     writer.join();
+    println!("largest WAL seen: {:.0} MB", largest_wal as f64 / 1e6);
     let db = dir.path().join("faceprobe.db");
-    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(dir.path().join("faceprobe.db-wal"))
-            .map(|m| m.len())
-            .unwrap_or(0);
+    let wal = std::fs::metadata(dir.path().join("faceprobe.db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) + wal;
+    println!(
+        "WAL left after the recorder stopped: {:.0} MB",
+        wal as f64 / 1e6
+    );
     println!(
         "database {:.0} MB ({:.0} bytes/event); peak memory (VmHWM) {} MB, of which the {} prepared events ~{} MB",
         size as f64 / 1e6,

@@ -266,7 +266,9 @@ impl Chained {
     }
 }
 
-fn field(out: &mut Vec<u8>, v: Option<&[u8]>) {
+/// One field of the canonical encoding: absent (0x00), or present (0x01, length as u32
+/// big-endian, bytes). Also what makes a header set's digest (`headers::digest`).
+pub(super) fn field(out: &mut Vec<u8>, v: Option<&[u8]>) {
     match v {
         None => out.push(0),
         Some(b) => {

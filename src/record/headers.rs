@@ -19,7 +19,7 @@ const CACHE_MAX_BYTES: usize = 4 << 20;
 
 /// How far behind the newest event of a set its `last_ms` may be. Retention deletes a set only
 /// when `last_ms` is older than the cut-off by more than this and no older event uses it.
-pub const LAST_MS_SLACK: i64 = 3_600_000;
+const LAST_MS_SLACK: i64 = 3_600_000;
 
 struct Cached {
     id: i64,
@@ -116,22 +116,15 @@ fn same(cached: &[Option<String>; 9], values: &Values) -> bool {
     cached.iter().zip(values).all(|(c, v)| c.as_deref() == *v)
 }
 
-/// What makes a set unique in the store: SHA-256 over its values, each absent (0x00) or present
-/// (0x01, length as u32 big-endian, bytes), so that no two different sets share a digest.
+/// What makes a set unique in the store: SHA-256 over its values encoded as the chain encodes
+/// fields (`event::field`: absent, or present with its length), so that no two different sets
+/// share a digest.
 pub fn digest(values: &Values) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"faceprobe-header-set-v1\0");
+    let mut out = b"faceprobe-header-set-v1\0".to_vec();
     for v in values {
-        match v {
-            None => h.update([0u8]),
-            Some(s) => {
-                h.update([1u8]);
-                h.update((s.len() as u32).to_be_bytes());
-                h.update(s.as_bytes());
-            }
-        }
+        super::event::field(&mut out, v.map(str::as_bytes));
     }
-    h.finalize().into()
+    Sha256::digest(&out).into()
 }
 
 /// Deletes up to `limit` sets no event can still use: `last_ms` older than `before` by more

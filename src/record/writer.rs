@@ -103,10 +103,9 @@ pub fn start(
     // A batch touches thousands of index pages: a small page cache spills them to the WAL
     // mid-transaction. 64 MiB keeps a batch in memory. Checkpoints (copying the WAL into the
     // database, with its fsync) run on their own thread, beside the writer: on the writer they
-    // held the queue for up to a quarter of a second every ~40 MB of WAL. The writer checkpoints
-    // itself only if that thread falls ~400 MB behind.
+    // held the queue for up to a quarter of a second every ~40 MB of WAL.
     conn.pragma_update(None, "cache_size", -65_536)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 20_000)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
     let checkpoint_conn = Store::open(data_dir)?.into_conn();
     let head = ChainHead::load(&conn)?;
     let (tx, rx) = mpsc::channel(config.queue_capacity);
@@ -174,9 +173,13 @@ type Ack = oneshot::Sender<Result<i64, RecordError>>;
 /// How often the checkpointer copies what the WAL holds into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
+/// WAL pages (4 KiB: ~80 MB) past which the writer checkpoints itself, the checkpointer having
+/// fallen behind.
+const WRITER_CHECKPOINT_PAGES: i64 = 20_000;
+
 /// The checkpointer: a passive checkpoint every `CHECKPOINT_EVERY` (it never blocks the writer,
 /// which appends to the WAL meanwhile and starts it over once all of it is copied), until the
-/// recorder is gone; the writer's connection checkpoints what is left when it closes.
+/// recorder is gone; its connection, closed after the writer's, checkpoints what is left.
 /// A failure is logged once until checkpoints work again (a full disk fails them all).
 fn checkpoints(conn: Connection, alive: mpsc::WeakSender<Record>) {
     let mut failing = false;

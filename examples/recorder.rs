@@ -1,13 +1,14 @@
 //! Recorder throughput: how many events per second the writer thread commits to SQLite, and
 //! whether a steady 50,000 events/s loses any.
 //!
-//! cargo run --release --example recorder -- [EVENTS] [RATE] [SECONDS] [full|normal]
+//! cargo run --release --example recorder -- [EVENTS] [RATE] [SECONDS] [full|normal] [LINGER_US]
 //!
 //! Phase 1 pushes EVENTS (default 500,000) as fast as one producer can, never dropping
 //! (blocking sends), and reports committed events/s. Phase 2 offers RATE events/s (default
 //! 50,000) for SECONDS (default 10) the way the edge does (try-send, dropped when the queue is
 //! full) and reports drops and the deepest queue seen. Events look like real page views: a
-//! browser's headers, a path, a query. Peak memory (VmHWM) is printed at the end.
+//! browser's headers, a path, a query. Peak memory (VmHWM) is printed at the end. LINGER_US
+//! overrides `record.background_linger_us` (default: faceprobe's default).
 
 use faceprobe::config::RecordConfig;
 use faceprobe::metrics::Metrics;
@@ -66,9 +67,13 @@ fn main() {
     let seconds: u64 = arg(3).and_then(|a| a.parse().ok()).unwrap_or(10);
     let sync = arg(4).unwrap_or_else(|| "full".into());
     let dir = tempfile::tempdir().expect("temp dir");
+    let defaults = RecordConfig::default();
     let config = RecordConfig {
         synchronous: sync.clone(),
-        ..RecordConfig::default()
+        background_linger_us: arg(5)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(defaults.background_linger_us),
+        ..defaults
     };
     let metrics = Arc::new(Metrics::default());
     let (rec, writer) =
@@ -77,8 +82,8 @@ fn main() {
         .map(event)
         .collect();
     println!(
-        "recorder benchmark: synchronous={sync}, queue {} events, batches of up to {}",
-        config.queue_capacity, config.batch_max
+        "recorder benchmark: synchronous={sync}, queue {} events, batches of up to {}, background linger {} µs",
+        config.queue_capacity, config.batch_max, config.background_linger_us
     );
 
     // The largest the WAL grows while events are written (checkpoints copy it into the database).

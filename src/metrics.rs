@@ -23,6 +23,8 @@ pub struct Metrics {
     pub events_written: AtomicU64,
     pub events_dropped: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Writer commits synced to the disk at commit (see `record.synchronous`).
+    pub synced_commits: AtomicU64,
     pub queue_depth: AtomicI64,
     pub queue_capacity: AtomicU64,
     batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
@@ -104,6 +106,13 @@ impl Metrics {
             "faceprobe_write_errors_total",
             "Writer transactions that failed (disk full, I/O error).",
             self.write_errors.load(Relaxed),
+        );
+        counter(
+            "faceprobe_writer_synced_commits_total",
+            "Writer commits synced to the disk as they committed (record.synchronous = full and \
+             the batch held evidence, an awaited record or a flush); other commits become durable \
+             with the next synced commit or checkpoint.",
+            self.synced_commits.load(Relaxed),
         );
         counter(
             "faceprobe_log_lines_suppressed_total",

@@ -1265,3 +1265,58 @@ fn db_check_passes_after_traffic_and_names_a_tampered_event() {
     assert!(out.contains("event 2"), "{out}");
     assert!(!out.contains("hash chain: ok"), "{out}");
 }
+
+/// `serve.scheduling`: every thread of the server — event loops, recorder, checkpointer,
+/// detector, renderer — runs under the policy configured, `SCHED_BATCH` by default.
+#[cfg(target_os = "linux")]
+#[test]
+fn every_thread_of_the_server_runs_under_the_configured_scheduling_policy() {
+    for (setting, policy, name) in [
+        ("", libc::SCHED_BATCH, "SCHED_BATCH"),
+        ("scheduling = \"normal\"", libc::SCHED_OTHER, "SCHED_OTHER"),
+    ] {
+        let env = Env::new();
+        let addrs = env.configure_serve(&format!("mode = \"demo\"\n{setting}"), "");
+        let mut server = env.serve(addrs);
+        // A page view and its canary: the threads that serve and render have run.
+        let agent = http_agent();
+        let page = common::fetch(&agent, &server.url("/")).unwrap().text();
+        let (imgs, _) = common::img_and_link_urls(&page);
+        let canary = imgs
+            .iter()
+            .find(|u| u.contains("/_fp/c/"))
+            .expect("a planted canary");
+        common::fetch(&agent, &server.url(canary)).unwrap();
+        let tasks = format!("/proc/{}/task", server.child.id());
+        let mut threads = Vec::new();
+        for task in std::fs::read_dir(&tasks).unwrap() {
+            let task = task.unwrap().path();
+            let tid: libc::pid_t = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            // SAFETY: sched_getscheduler(2) only reads the policy of a thread by its id.
+            let got = unsafe { libc::sched_getscheduler(tid) };
+            if got == -1 {
+                continue; // the thread ended meanwhile
+            }
+            threads.push(comm.trim().to_string());
+            assert_eq!(
+                got,
+                policy,
+                "thread {} ({tid}) of faceprobe serve is not under {name} with serve.{}",
+                comm.trim(),
+                if setting.is_empty() {
+                    "scheduling unset"
+                } else {
+                    setting
+                }
+            );
+        }
+        for expected in ["faceprobe-edge", "faceprobe-write", "faceprobe-check"] {
+            assert!(
+                threads.iter().any(|t| t.starts_with(expected)),
+                "no {expected}* thread among {threads:?}"
+            );
+        }
+        stop(&mut server);
+    }
+}

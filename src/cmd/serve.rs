@@ -33,6 +33,13 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     if config.effective_mode() == Mode::Proxy && config.serve.upstream.is_empty() {
         anyhow::bail!("proxy mode needs an upstream: pass --upstream URL or set serve.upstream");
     }
+    // Before any thread starts: the threads started from here on inherit the policy.
+    if let Err(e) = faceprobe::edge::sched::apply(config.serve.scheduling) {
+        tracing::warn!(
+            "could not set serve.scheduling = {:?}: {e}; threads keep the default policy",
+            config.serve.scheduling
+        );
+    }
     // This runtime accepts connections, serves the admin listener and handles signals; the
     // connections themselves are served by the edge's worker threads (serve.workers).
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -16,6 +16,7 @@ pub mod inject;
 pub mod logs;
 pub mod proxy;
 pub mod robots;
+pub mod sched;
 mod workers;
 
 use crate::config::{Config, Mode};

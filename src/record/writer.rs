@@ -88,6 +88,9 @@ struct Writer {
     /// Where committed events go as the detector reads them, once it asked (`Record::Feed`).
     feed: Option<std::sync::mpsc::SyncSender<Vec<Seen>>>,
     header_sets: HeaderSets,
+    /// With `record.synchronous = "full"`: whether the connection's next commit is synced
+    /// (FULL) or not (NORMAL). `None` when every commit is NORMAL.
+    synced: Option<bool>,
 }
 
 /// Opens the writer's own connection to the store in `data_dir` and starts the thread.
@@ -122,6 +125,10 @@ pub fn start(
         last_purge: None,
         feed: None,
         header_sets: HeaderSets::default(),
+        synced: config
+            .synchronous
+            .eq_ignore_ascii_case("full")
+            .then_some(true),
     };
     let ticker = tx.downgrade();
     let interval = Duration::from_secs(config.purge_interval_secs.min(60));
@@ -212,7 +219,10 @@ impl Writer {
         let long = Duration::from_micros(self.config.background_linger_us).max(short);
         while let Some(first) = rx.blocking_recv() {
             let opened = Instant::now();
-            let mut linger = if urgent(&first) { short } else { long };
+            // Evidence, an awaited record or a flush in the batch: its commit must reach the
+            // disk before anyone is answered.
+            let mut durable = urgent(&first);
+            let mut linger = if durable { short } else { long };
             batch.push(first);
             // Group commit: a commit (and its fsync) costs far more than an insert, so a batch
             // stays open for what arrives meanwhile: up to `commit_linger_us` when something
@@ -223,6 +233,7 @@ impl Writer {
                         Ok(r) => {
                             if urgent(&r) {
                                 linger = short;
+                                durable = true;
                             }
                             batch.push(r);
                         }
@@ -239,7 +250,7 @@ impl Writer {
                 std::thread::park_timeout((linger - waited).min(Duration::from_millis(5)));
             }
             self.metrics.queue_depth.store(rx.len() as i64, Relaxed);
-            let tick = self.write_batch(&mut batch);
+            let tick = self.write_batch(&mut batch, durable);
             if tick {
                 self.purge_if_due(false);
             }
@@ -247,8 +258,14 @@ impl Writer {
         tracing::debug!("recorder drained and stopped");
     }
 
-    /// Writes one batch in one transaction; returns whether a tick was in it.
-    fn write_batch(&mut self, batch: &mut Vec<Record>) -> bool {
+    /// Writes one batch in one transaction; returns whether a tick was in it. With
+    /// `record.synchronous = "full"`, the commit is synced to the disk when the batch is
+    /// `durable` (it holds evidence, an awaited record or a flush); a batch of only page and
+    /// asset events is not: the next synced commit, or the checkpointer's next checkpoint
+    /// (which syncs the WAL first), makes it durable with everything before it. A power loss
+    /// can so lose the latest page and asset events, never a committed canary, and what it
+    /// loses is the end of the chain, never a piece in its middle.
+    fn write_batch(&mut self, batch: &mut Vec<Record>, durable: bool) -> bool {
         let started = Instant::now();
         let before = self.head;
         let mut acks: Vec<(Ack, i64)> = Vec::new();
@@ -259,6 +276,13 @@ impl Writer {
         // What the detector gets of this batch: every event, or (without a feed) nothing.
         let mut seen = self.feed.as_ref().map(|_| Fed::default());
         let result = (|| -> Result<(), rusqlite::Error> {
+            if let Some(synced) = self.synced.as_mut() {
+                if *synced != durable {
+                    let level = if durable { "FULL" } else { "NORMAL" };
+                    self.conn.pragma_update(None, "synchronous", level)?;
+                    *synced = durable;
+                }
+            }
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -339,6 +363,9 @@ impl Writer {
             Ok(()) => {
                 self.metrics.events_written.fetch_add(events, Relaxed);
                 self.metrics.batch(seconds);
+                if self.synced == Some(true) {
+                    self.metrics.synced_commits.fetch_add(1, Relaxed);
+                }
                 for (ack, id) in acks {
                     let _ = ack.send(Ok(id));
                 }
@@ -832,6 +859,63 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn with_synchronous_full_only_batches_someone_waits_for_are_synced_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = RecordConfig {
+            synchronous: "full".into(),
+            ..config()
+        };
+        let metrics = Arc::new(Metrics::default());
+        let (r, w) = start(dir.path(), &full, [9; 32], metrics.clone()).unwrap();
+        let synced = || metrics.synced_commits.load(Relaxed);
+        // Page events no one waits for: committed, not synced.
+        for i in 0..20 {
+            r.record(event("192.0.2.7", &format!("/p{i}"), Kind::Page, i));
+        }
+        let began = Instant::now();
+        while metrics.events_written.load(Relaxed) < 20 {
+            assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "page events not written"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(synced(), 0, "a batch of only page events was synced");
+        // A canary whose body waits on its record: synced.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(r.commit(event("192.0.2.7", "/_fp/c/x.jpg", Kind::Canary, 30)))
+            .unwrap();
+        assert_eq!(synced(), 1, "the awaited canary's commit was not synced");
+        // Evidence no one waits for (a trap fetch) is synced too.
+        rt.block_on(r.keep(event("192.0.2.7", "/_fp/g/x", Kind::Trap, 31)))
+            .unwrap();
+        while metrics.events_written.load(Relaxed) < 22 {
+            assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "trap event not written"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(synced(), 2, "the trap's batch was not synced");
+        // So is the batch a flush closes (shutdown), whatever it holds.
+        r.record(event("192.0.2.7", "/p-last", Kind::Page, 32));
+        r.flush_blocking().unwrap();
+        assert_eq!(synced(), 3, "a flush's batch was not synced");
+        stop(r, w);
+        // With synchronous = normal nothing is synced at commit.
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let (r, w) = start(dir.path(), &config(), [9; 32], metrics.clone()).unwrap();
+        rt.block_on(r.commit(event("192.0.2.7", "/_fp/c/y.jpg", Kind::Canary, 1)))
+            .unwrap();
+        stop(r, w);
+        assert_eq!(metrics.events_written.load(Relaxed), 1);
+        assert_eq!(metrics.synced_commits.load(Relaxed), 0);
     }
 
     #[test]

@@ -875,14 +875,18 @@ mod tests {
         for i in 0..20 {
             r.record(event("192.0.2.7", &format!("/p{i}"), Kind::Page, i));
         }
-        let began = Instant::now();
-        while metrics.events_written.load(Relaxed) < 20 {
-            assert!(
-                began.elapsed() < Duration::from_secs(10),
-                "page events not written"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // Until `n` events are committed (bounded).
+        let written = |n: u64| {
+            let began = Instant::now();
+            while metrics.events_written.load(Relaxed) < n {
+                assert!(
+                    began.elapsed() < Duration::from_secs(10),
+                    "{n} events not written"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        written(20);
         assert_eq!(synced(), 0, "a batch of only page events was synced");
         // A canary whose body waits on its record: synced.
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -894,13 +898,7 @@ mod tests {
         // Evidence no one waits for (a trap fetch) is synced too.
         rt.block_on(r.keep(event("192.0.2.7", "/_fp/g/x", Kind::Trap, 31)))
             .unwrap();
-        while metrics.events_written.load(Relaxed) < 22 {
-            assert!(
-                began.elapsed() < Duration::from_secs(10),
-                "trap event not written"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        written(22);
         assert_eq!(synced(), 2, "the trap's batch was not synced");
         // So is the batch a flush closes (shutdown), whatever it holds.
         r.record(event("192.0.2.7", "/p-last", Kind::Page, 32));

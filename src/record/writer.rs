@@ -222,7 +222,6 @@ impl Writer {
             // Evidence, an awaited record or a flush in the batch: its commit must reach the
             // disk before anyone is answered.
             let mut durable = urgent(&first);
-            let mut linger = if durable { short } else { long };
             batch.push(first);
             // Group commit: a commit (and its fsync) costs far more than an insert, so a batch
             // stays open for what arrives meanwhile: up to `commit_linger_us` when something
@@ -231,15 +230,13 @@ impl Writer {
                 while batch.len() < self.config.batch_max {
                     match rx.try_recv() {
                         Ok(r) => {
-                            if urgent(&r) {
-                                linger = short;
-                                durable = true;
-                            }
+                            durable |= urgent(&r);
                             batch.push(r);
                         }
                         Err(_) => break,
                     }
                 }
+                let linger = if durable { short } else { long };
                 let waited = opened.elapsed();
                 if batch.len() >= self.config.batch_max || waited >= linger || rx.is_closed() {
                     break;

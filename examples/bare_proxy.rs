@@ -111,7 +111,8 @@ fn worker(
         sock.set_reuseport(true)?;
         sock.bind(listen)?;
         let listener = sock.listen(1024)?;
-        let proxy = Arc::new(Proxy::new(upstream, Duration::from_secs(30)));
+        let timer = faceprobe::edge::coarse::Coarse::start("bare-timer")?;
+        let proxy = Arc::new(Proxy::new(upstream, Duration::from_secs(30), timer));
         loop {
             let (stream, peer) = listener.accept().await?;
             let _ = stream.set_nodelay(true);

@@ -26,6 +26,10 @@ pub struct Metrics {
     /// Writer commits synced to the disk at commit (see `record.synchronous`).
     pub synced_commits: AtomicU64,
     pub queue_depth: AtomicI64,
+    /// Pages in the store's write-ahead log, and how many of them are copied into the
+    /// database, at the checkpointer's last checkpoint.
+    pub wal_pages: AtomicI64,
+    pub wal_pages_checkpointed: AtomicI64,
     pub queue_capacity: AtomicU64,
     batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
     batch_count: AtomicU64,
@@ -194,6 +198,16 @@ impl Metrics {
             "faceprobe_queue_depth",
             "Events waiting for the writer.",
             self.queue_depth.load(Relaxed).max(0),
+        );
+        gauge(
+            "faceprobe_wal_pages",
+            "Pages (4 KiB) in the store's write-ahead log at the last checkpoint.",
+            self.wal_pages.load(Relaxed),
+        );
+        gauge(
+            "faceprobe_wal_pages_checkpointed",
+            "Pages of the write-ahead log copied into the database at the last checkpoint.",
+            self.wal_pages_checkpointed.load(Relaxed),
         );
         gauge(
             "faceprobe_queue_capacity",

@@ -1299,6 +1299,13 @@ fn every_thread_of_the_server_runs_under_the_configured_scheduling_policy() {
                 continue; // the thread ended meanwhile
             }
             threads.push(comm.trim().to_string());
+            // The renderer works ahead of need: SCHED_IDLE whatever the setting, so that it
+            // never holds a core a request wants.
+            let (policy, name) = if comm.starts_with("faceprobe-rende") {
+                (libc::SCHED_IDLE, "SCHED_IDLE")
+            } else {
+                (policy, name)
+            };
             assert_eq!(
                 got,
                 policy,
@@ -1311,7 +1318,13 @@ fn every_thread_of_the_server_runs_under_the_configured_scheduling_policy() {
                 }
             );
         }
-        for expected in ["faceprobe-edge", "faceprobe-write", "faceprobe-check"] {
+        for expected in [
+            "faceprobe-edge",
+            "faceprobe-write",
+            "faceprobe-check",
+            "faceprobe-rende",
+            "faceprobe-timer",
+        ] {
             assert!(
                 threads.iter().any(|t| t.starts_with(expected)),
                 "no {expected}* thread among {threads:?}"

@@ -76,6 +76,9 @@ impl Canaries {
             std::thread::Builder::new()
                 .name("faceprobe-render".into())
                 .spawn(move || {
+                    if let Err(e) = super::sched::background() {
+                        tracing::debug!(error = %e, "the render thread keeps its policy");
+                    }
                     while let Ok(mint) = ahead_rx.recv() {
                         if let Some(r) = render(&scheme, &mint, jpeg_quality) {
                             lock(&cache).insert(mint.token, Arc::new(r));

@@ -11,6 +11,7 @@ mod admin;
 mod bounded;
 pub mod canary;
 pub mod client;
+pub mod coarse;
 pub mod demo;
 pub mod inject;
 pub mod logs;
@@ -106,6 +107,8 @@ pub struct App {
     max_body: u64,
     /// How long an HTML page read whole may take (`serve.upstream_timeout_secs`).
     page_timeout: Duration,
+    /// Each worker's timer for the deadlines of its requests.
+    timers: Vec<coarse::Coarse>,
 }
 
 /// Runs the edge until `shutdown` completes, then drains and flushes.
@@ -183,6 +186,13 @@ pub async fn serve(
     let public = bind(&s.listen, "serve.listen", "--listen ADDR or serve.listen").await?;
     let admin_listener = bind(&s.admin_listen, "serve.admin_listen", "serve.admin_listen").await?;
     let worker_count = workers::count(s.workers);
+    let timers = (0..worker_count)
+        .map(|i| coarse::Coarse::start(&format!("faceprobe-timer-{i}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| StoreError::Thread {
+            what: "edge timer",
+            source,
+        })?;
     let app = Arc::new(App {
         mode,
         proxies: match mode {
@@ -190,8 +200,9 @@ pub async fn serve(
                 let upstream =
                     proxy::Upstream::parse(&s.upstream).expect("validated with the config");
                 let timeout = Duration::from_secs(s.upstream_timeout_secs);
-                (0..worker_count)
-                    .map(|_| proxy::Proxy::new(upstream.clone(), timeout))
+                timers
+                    .iter()
+                    .map(|timer| proxy::Proxy::new(upstream.clone(), timeout, timer.clone()))
                     .collect()
             }
             _ => Vec::new(),
@@ -211,6 +222,7 @@ pub async fn serve(
         robots_seen: Mutex::new(HashSet::new()),
         max_body: s.max_body_bytes,
         page_timeout: Duration::from_secs(s.upstream_timeout_secs),
+        timers,
     });
     let public_addr = public
         .local_addr()
@@ -242,7 +254,6 @@ pub async fn serve(
 
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
-        .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(s.header_timeout_secs))
         .max_buf_size(s.max_header_bytes.max(8192))
         .keep_alive(true);
@@ -259,10 +270,13 @@ pub async fn serve(
     )));
     let serve_conn: workers::ServeConn = {
         let (app, metrics, graceful) = (app.clone(), metrics.clone(), graceful.clone());
+        let timers = app.timers.clone();
         let head_timeout = Duration::from_secs(s.header_timeout_secs);
         Arc::new(move |worker, stream, peer| {
             let (app, metrics) = (app.clone(), metrics.clone());
-            let (http1, http2) = (http1.clone(), http2.clone());
+            let (mut http1, http2) = (http1.clone(), http2.clone());
+            // hyper's head-read timeout on the worker's own coarse timer.
+            http1.timer(timers[worker].clone());
             let watcher = canary::lock(&graceful).as_ref().map(|g| g.watcher());
             Box::pin(async move {
                 let Some(watcher) = watcher else { return };
@@ -430,7 +444,8 @@ async fn handle(
                 .as_ref()
                 .map(|d| d.respond(path))
                 .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "text/plain", "not found\n"));
-            app.site_response(&parts.method, resp, event, started).await
+            app.site_response(worker, &parts.method, resp, event, started)
+                .await
         }
         _ => {
             let r = text(
@@ -547,7 +562,8 @@ impl App {
         match proxy.forward(req, client).await {
             Ok(resp) => {
                 let resp = resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
-                self.site_response(&method, resp, event, started).await
+                self.site_response(worker, &method, resp, event, started)
+                    .await
             }
             Err(proxy::ProxyError::BodyTooLarge) => {
                 self.metrics.rejected_requests.fetch_add(1, Relaxed);
@@ -595,6 +611,7 @@ impl App {
     /// when the body has been sent (or the client went away).
     async fn site_response(
         &self,
+        worker: usize,
         method: &Method,
         resp: Response<Body>,
         mut event: Event,
@@ -644,11 +661,9 @@ impl App {
                     // A page of declared, bounded length is read whole and sent in one write
                     // with its new length (no chunked framing, no page sent in pieces).
                     Some(n) if coding == inject::Coding::Identity && n <= WHOLE_PAGE_MAX => {
-                        let read = tokio::time::timeout(
-                            self.page_timeout,
-                            inject::read_whole(body, n as usize),
-                        )
-                        .await;
+                        let read = self.timers[worker]
+                            .timeout(self.page_timeout, inject::read_whole(body, n as usize))
+                            .await;
                         let planted = match read {
                             Err(_) => Err((
                                 StatusCode::GATEWAY_TIMEOUT,

@@ -71,6 +71,7 @@ pub struct Proxy {
     connect_to: (String, u16),
     idle: IdlePool,
     timeout: Duration,
+    timer: super::coarse::Coarse,
 }
 
 /// One worker's idle connections, the most recently used last.
@@ -163,7 +164,9 @@ fn filter_accept_encoding(h: &mut HeaderMap) {
 }
 
 impl Proxy {
-    pub fn new(upstream: Upstream, timeout: Duration) -> Proxy {
+    /// A proxy to `upstream` whose requests get their answer's head within `timeout`, timed
+    /// by `timer` (the worker's).
+    pub fn new(upstream: Upstream, timeout: Duration, timer: super::coarse::Coarse) -> Proxy {
         // An IPv6 literal comes bracketed in the authority, as the resolver does not take it.
         let host = upstream.authority.host();
         let host = host
@@ -179,6 +182,7 @@ impl Proxy {
             connect_to,
             idle: Arc::new(Mutex::new(Vec::new())),
             timeout,
+            timer,
         }
     }
 
@@ -191,7 +195,8 @@ impl Proxy {
     /// Sends a request (origin-form URI, `Host` set) to the upstream within the timeout, on
     /// a pooled connection when one is free; the response body hands the connection back.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Pooled>, ProxyError> {
-        tokio::time::timeout(self.timeout, self.send_now(req))
+        self.timer
+            .timeout(self.timeout, self.send_now(req))
             .await
             .map_err(|_| ProxyError::Timeout(self.timeout))?
     }
@@ -468,7 +473,8 @@ mod tests {
     }
 
     fn proxy(upstream: Upstream) -> Proxy {
-        Proxy::new(upstream, Duration::from_secs(5))
+        let timer = super::super::coarse::Coarse::start("test-timer").unwrap();
+        Proxy::new(upstream, Duration::from_secs(5), timer)
     }
 
     #[tokio::test]

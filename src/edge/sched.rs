@@ -1,7 +1,8 @@
 //! The scheduling policy of `faceprobe serve`'s threads (`serve.scheduling`).
 //!
 //! Set on the thread that starts the server, before it starts any other: threads inherit
-//! their creator's policy, so every thread of the process runs under it.
+//! their creator's policy, so every thread of the process runs under it, except the one that
+//! renders canaries ahead of need, which puts itself under `SCHED_IDLE` (`background`).
 
 use crate::config::Scheduling;
 
@@ -24,5 +25,24 @@ pub fn apply(policy: Scheduling) -> std::io::Result<()> {
 /// Other systems have no such policy: nothing to do.
 #[cfg(not(target_os = "linux"))]
 pub fn apply(_policy: Scheduling) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Puts the calling thread under `SCHED_IDLE`: it runs when nothing else wants the core, and
+/// any other thread that wakes takes the core from it at once. For work done ahead of need
+/// (rendering canaries before their first fetch), which must never delay a request.
+#[cfg(target_os = "linux")]
+pub fn background() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: as in `apply`; SCHED_IDLE needs no privilege either.
+    match unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Other systems: nothing to do.
+#[cfg(not(target_os = "linux"))]
+pub fn background() -> std::io::Result<()> {
     Ok(())
 }

@@ -150,7 +150,10 @@ pub fn start(
     let alive = tx.downgrade();
     let checkpointer = std::thread::Builder::new()
         .name("faceprobe-checkpoint".into())
-        .spawn(move || checkpoints(checkpoint_conn, alive))
+        .spawn({
+            let metrics = metrics.clone();
+            move || checkpoints(checkpoint_conn, alive, &metrics)
+        })
         .map_err(|e| StoreError::Thread {
             what: "recorder's checkpointer",
             source: e,
@@ -188,11 +191,20 @@ const WRITER_CHECKPOINT_PAGES: i64 = 20_000;
 /// which appends to the WAL meanwhile and starts it over once all of it is copied), until the
 /// recorder is gone; its connection, closed after the writer's, checkpoints what is left.
 /// A failure is logged once until checkpoints work again (a full disk fails them all).
-fn checkpoints(conn: Connection, alive: mpsc::WeakSender<Record>) {
+fn checkpoints(conn: Connection, alive: mpsc::WeakSender<Record>, metrics: &Metrics) {
     let mut failing = false;
     while alive.upgrade().is_some() {
         std::thread::park_timeout(CHECKPOINT_EVERY);
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match done.map(|(pages, copied)| {
+            // -1: the writer was checkpointing at that moment; the figures stay as they were.
+            if pages >= 0 {
+                metrics.wal_pages.store(pages, Relaxed);
+                metrics.wal_pages_checkpointed.store(copied, Relaxed);
+            }
+        }) {
             Err(e) if !failing => {
                 failing = true;
                 tracing::warn!(
@@ -1239,6 +1251,22 @@ mod tests {
             len(&db) > empty,
             "checkpointed into the database ({} bytes, WAL {} bytes)",
             len(&db),
+            len(&wal)
+        );
+        // What the checkpoints found is published (faceprobe_wal_pages*).
+        let m = r.metrics().clone();
+        while m.wal_pages_checkpointed.load(Relaxed) == 0
+            && waited.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(CHECKPOINT_EVERY);
+        }
+        let (pages, copied) = (
+            m.wal_pages.load(Relaxed),
+            m.wal_pages_checkpointed.load(Relaxed),
+        );
+        assert!(
+            copied > 0 && copied <= pages && pages as u64 * 4096 <= len(&wal),
+            "published {pages} WAL pages, {copied} copied (WAL {} bytes)",
             len(&wal)
         );
         drop(r);

@@ -270,13 +270,12 @@ pub async fn serve(
     )));
     let serve_conn: workers::ServeConn = {
         let (app, metrics, graceful) = (app.clone(), metrics.clone(), graceful.clone());
-        let timers = app.timers.clone();
         let head_timeout = Duration::from_secs(s.header_timeout_secs);
         Arc::new(move |worker, stream, peer| {
             let (app, metrics) = (app.clone(), metrics.clone());
             let (mut http1, http2) = (http1.clone(), http2.clone());
             // hyper's head-read timeout on the worker's own coarse timer.
-            http1.timer(timers[worker].clone());
+            http1.timer(app.timers[worker].clone());
             let watcher = canary::lock(&graceful).as_ref().map(|g| g.watcher());
             Box::pin(async move {
                 let Some(watcher) = watcher else { return };

@@ -188,9 +188,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 const WRITER_CHECKPOINT_PAGES: i64 = 20_000;
 
 /// The checkpointer: a passive checkpoint every `CHECKPOINT_EVERY` (it never blocks the writer,
-/// which appends to the WAL meanwhile and starts it over once all of it is copied), until the
-/// recorder is gone; its connection, closed after the writer's, checkpoints what is left.
-/// A failure is logged once until checkpoints work again (a full disk fails them all).
+/// which appends to the WAL meanwhile and starts it over when it finds all of it copied — under
+/// continuous load, when a writer commit always lands during this checkpoint, that is after the
+/// writer's own checkpoint at `WRITER_CHECKPOINT_PAGES`, which then has little left to copy),
+/// until the recorder is gone; its connection, closed after the writer's, checkpoints what is
+/// left. What each checkpoint found is published (`faceprobe_wal_pages*`). A failure is logged
+/// once until checkpoints work again (a full disk fails them all).
 fn checkpoints(conn: Connection, alive: mpsc::WeakSender<Record>, metrics: &Metrics) {
     let mut failing = false;
     while alive.upgrade().is_some() {
@@ -199,7 +202,7 @@ fn checkpoints(conn: Connection, alive: mpsc::WeakSender<Record>, metrics: &Metr
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         });
         match done.map(|(pages, copied)| {
-            // -1: the writer was checkpointing at that moment; the figures stay as they were.
+            // -1: this one could not run (the writer was checkpointing); the figures stay.
             if pages >= 0 {
                 metrics.wal_pages.store(pages, Relaxed);
                 metrics.wal_pages_checkpointed.store(copied, Relaxed);

@@ -177,7 +177,8 @@ impl Timer for Coarse {
     }
 
     fn now(&self) -> Instant {
-        self.0.start + RESOLUTION * self.0.now() as u32
+        let ticks = u32::try_from(self.0.now()).unwrap_or(u32::MAX);
+        self.0.start + RESOLUTION.saturating_mul(ticks)
     }
 }
 

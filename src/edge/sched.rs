@@ -9,17 +9,10 @@ use crate::config::Scheduling;
 /// Puts the calling thread (and every thread it starts afterwards) under `policy`.
 #[cfg(target_os = "linux")]
 pub fn apply(policy: Scheduling) -> std::io::Result<()> {
-    let policy = match policy {
+    set(match policy {
         Scheduling::Batch => libc::SCHED_BATCH,
         Scheduling::Normal => libc::SCHED_OTHER,
-    };
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a valid parameter
-    // block; SCHED_BATCH and SCHED_OTHER need no privilege.
-    match unsafe { libc::sched_setscheduler(0, policy, &param) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
+    })
 }
 
 /// Other systems have no such policy: nothing to do.
@@ -33,16 +26,23 @@ pub fn apply(_policy: Scheduling) -> std::io::Result<()> {
 /// (rendering canaries before their first fetch), which must never delay a request.
 #[cfg(target_os = "linux")]
 pub fn background() -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: as in `apply`; SCHED_IDLE needs no privilege either.
-    match unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
+    set(libc::SCHED_IDLE)
 }
 
 /// Other systems: nothing to do.
 #[cfg(not(target_os = "linux"))]
 pub fn background() -> std::io::Result<()> {
     Ok(())
+}
+
+/// sched_setscheduler(2) on the calling thread.
+#[cfg(target_os = "linux")]
+fn set(policy: libc::c_int) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a valid parameter
+    // block; SCHED_BATCH, SCHED_OTHER and SCHED_IDLE need no privilege.
+    match unsafe { libc::sched_setscheduler(0, policy, &param) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }

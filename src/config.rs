@@ -39,6 +39,7 @@ pub struct Config {
     pub log: LogConfig,
     pub detect: crate::detect::DetectConfig,
     pub alert: crate::detect::alert::AlertConfig,
+    pub evidence: EvidenceConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -185,6 +186,37 @@ pub struct LogConfig {
     pub per_client_per_minute: u32,
     /// Request log lines per second over all clients; the rest are counted.
     pub total_per_second: u32,
+}
+
+/// Evidence bundles and the signed checkpoints of the chain.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// The site faceprobe protects, as the report names it (its URL, e.g.
+    /// `https://photos.example.org`); the signing key is published under it.
+    pub site: String,
+    /// Who runs the site: the organisation or person filing a complaint.
+    pub operator: String,
+    /// How an authority reaches the operator (an e-mail address, a postal address).
+    pub contact: String,
+    /// Minutes between signed checkpoints of the chain head while serving (and one at
+    /// shutdown).
+    pub checkpoint_minutes: u64,
+    /// An existing OpenSSH Ed25519 private key (unencrypted) to sign with, instead of the key
+    /// faceprobe creates in the data directory at first run.
+    pub signing_key: Option<PathBuf>,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            site: "http://127.0.0.1:8080".to_string(),
+            operator: String::new(),
+            contact: String::new(),
+            checkpoint_minutes: 10,
+            signing_key: None,
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -365,6 +397,20 @@ impl Config {
                 "match.max_dimension / max_file_bytes / max_decode_bytes",
                 "0".into(),
                 "use a positive limit",
+            ));
+        }
+        if !(1..=1440).contains(&self.evidence.checkpoint_minutes) {
+            return Err(invalid(
+                "evidence.checkpoint_minutes",
+                self.evidence.checkpoint_minutes.to_string(),
+                "use 1 to 1440 minutes",
+            ));
+        }
+        if self.evidence.site.trim().is_empty() || self.evidence.site.contains(['\n', '\r']) {
+            return Err(invalid(
+                "evidence.site",
+                format!("{:?}", self.evidence.site),
+                "name the site as its URL on one line, e.g. \"https://photos.example.org\"",
             ));
         }
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {

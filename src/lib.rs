@@ -9,6 +9,7 @@ pub mod canary;
 pub mod config;
 pub mod detect;
 pub mod edge;
+pub mod evidence;
 pub mod logging;
 pub mod metrics;
 pub mod record;

@@ -37,9 +37,29 @@ enum Command {
     Match(cmd::matching::Args),
     /// Clients and clusters the detector noticed; dismiss a flag.
     Clients(cmd::clients::Args),
+    /// Evidence bundles: build one for a client or cluster, verify one.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+    /// The signing key.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// The database.
     #[command(subcommand)]
     Db(DbCommand),
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Build the signed evidence bundle of a client or cluster (opens a case).
+    Build(cmd::evidence::BuildArgs),
+    /// Check a bundle: signature, hashes, chain, checkpoints, commitments, canaries.
+    Verify(cmd::evidence::VerifyArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the public key (OpenSSH), an allowed_signers line and the fingerprint.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -69,6 +89,9 @@ fn main() -> ExitCode {
         Command::Canary(CanaryCommand::Render(args)) => cmd::render::run(&config, args),
         Command::Match(args) => cmd::matching::run(&config, args),
         Command::Clients(args) => cmd::clients::run(&config, args),
+        Command::Evidence(EvidenceCommand::Build(args)) => cmd::evidence::build(&config, args),
+        Command::Evidence(EvidenceCommand::Verify(args)) => cmd::evidence::verify(args),
+        Command::Key(KeyCommand::Show) => cmd::key::show(&config),
         Command::Db(DbCommand::Check) => cmd::db::check(&config),
     };
     match result {

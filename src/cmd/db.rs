@@ -31,12 +31,20 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
     }
     match faceprobe::record::chain::verify(store.conn())? {
         Ok(v) => println!(
-            "hash chain: ok ({} events verified{}{})",
+            "hash chain: ok ({} events verified{}{}{})",
             v.events,
             if v.anchors_used > 0 {
                 format!(
                     ", resumed after {} retention gap(s) from their anchors",
                     v.anchors_used
+                )
+            } else {
+                String::new()
+            },
+            if v.rule1_events > 0 {
+                format!(
+                    ", {} of them written before digest links (rule 1)",
+                    v.rule1_events
                 )
             } else {
                 String::new()

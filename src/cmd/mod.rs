@@ -2,6 +2,8 @@
 
 pub mod clients;
 pub mod db;
+pub mod evidence;
+pub mod key;
 pub mod matching;
 pub mod render;
 pub mod serve;

@@ -2,7 +2,11 @@
 
 use anyhow::Context;
 use faceprobe::config::{Config, Mode};
+use faceprobe::record::checkpoint::Checkpointer;
+use faceprobe::store::signing::SigningKey;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,6 +51,15 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         .thread_name("faceprobe-main")
         .build()
         .context("starting the async runtime")?;
+    let data_dir = config.store.data_dir.clone();
+    drop(faceprobe::store::Store::open(&data_dir)?);
+    let key = SigningKey::load_or_create(&data_dir, config.evidence.signing_key.as_deref())?;
+    let checkpoints = Checkpointer::start(
+        &data_dir,
+        Arc::new(key),
+        &config.evidence.site,
+        Duration::from_secs(config.evidence.checkpoint_minutes * 60),
+    )?;
     runtime.block_on(async {
         // Registered before anything is served: a SIGTERM that comes early must still be a
         // graceful shutdown, not the default action (kill).
@@ -54,6 +67,12 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         faceprobe::edge::serve(config, shutdown).await?;
         anyhow::Ok(())
     })?;
+    // The recorder has flushed: the last events are in the chain this checkpoint signs.
+    match checkpoints.finish() {
+        Ok(Some(c)) => tracing::info!(event = c.event_id, seq = c.seq, "chain head signed"),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "could not sign the chain head at shutdown"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

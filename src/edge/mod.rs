@@ -109,6 +109,9 @@ pub struct App {
     page_timeout: Duration,
     /// Each worker's timer for the deadlines of its requests.
     timers: Vec<coarse::Coarse>,
+    /// The signing key's public line, published at `/.well-known/faceprobe-key.pub` so an
+    /// authority takes the key from the site's own domain, not from a bundle.
+    public_key: Bytes,
 }
 
 /// Runs the edge until `shutdown` completes, then drains and flushes.
@@ -120,6 +123,11 @@ pub async fn serve(
     let data_dir = config.store.data_dir.clone();
     drop(Store::open(&data_dir)?);
     let secret = secret::load_or_create(&data_dir)?;
+    let signing = crate::store::signing::SigningKey::load_or_create(
+        &data_dir,
+        config.evidence.signing_key.as_deref(),
+    )
+    .map_err(StoreError::from)?;
     let metrics = Arc::new(Metrics::default());
     let (recorder, _writer) =
         crate::record::start(&data_dir, &config.record, secret, metrics.clone())?;
@@ -223,6 +231,7 @@ pub async fn serve(
         max_body: s.max_body_bytes,
         page_timeout: Duration::from_secs(s.upstream_timeout_secs),
         timers,
+        public_key: Bytes::from(format!("{}\n", signing.public_line())),
     });
     let public_addr = public
         .local_addr()
@@ -364,6 +373,9 @@ pub async fn serve(
     Ok(())
 }
 
+/// Where the site publishes the signing key (every mode).
+pub const KEY_PATH: &str = "/.well-known/faceprobe-key.pub";
+
 /// robots.txt when faceprobe answers it itself (demo and embed modes), and where it is from.
 fn own_robots(mode: Mode) -> (String, &'static str) {
     match mode {
@@ -428,6 +440,16 @@ async fn handle(
     if path == "/robots.txt" {
         return app.robots(worker, &parts, event, started).await;
     }
+    if path == KEY_PATH {
+        let mut r = Response::new(full(app.public_key.clone()));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r.headers_mut()
+            .insert(CONTENT_LENGTH, app.public_key.len().into());
+        return app.finish(&parts.method, r, event, started, Kind::Other);
+    }
     if path == "/.well-known/tdmrep.json" {
         let r = text(StatusCode::OK, "application/json", robots::TDMREP);
         return app.finish(&parts.method, r, event, started, Kind::Other);
@@ -450,7 +472,7 @@ async fn handle(
             let r = text(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
-                "faceprobe (embed mode) serves only /_fp/, /robots.txt and /.well-known/tdmrep.json\n",
+                "faceprobe (embed mode) serves only /_fp/, /robots.txt, /.well-known/tdmrep.json and /.well-known/faceprobe-key.pub\n",
             );
             app.finish(&parts.method, r, event, started, Kind::Other)
         }

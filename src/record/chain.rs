@@ -1,11 +1,12 @@
 //! Verifying the hash chain of the stored events (`faceprobe db check`).
 //!
 //! Events are read in id order; each stored chain value must equal SHA-256 of the previous
-//! value and the event's canonical encoding. Where events were deleted by retention, the
+//! value and the event's digest (rule 2), or, for events written before schema 8 (rule 1,
+//! before `chain_rule2_from`), SHA-256 of the previous value and the whole encoding. Where events were deleted by retention, the
 //! chain resumes from the anchor kept for the last deleted event. A raw address still held
 //! must open its commitment with its nonce.
 
-use super::event::{chain_next, ip_commitment, Chained, CHAINED_COLUMNS};
+use super::event::{chain_next, chain_next_v1, ip_commitment, Chained, CHAINED_COLUMNS};
 use rusqlite::{Connection, OptionalExtension};
 
 /// The first event at which the chain does not verify, and why.
@@ -26,6 +27,8 @@ impl std::fmt::Display for Break {
 pub struct Verified {
     pub events: u64,
     pub anchors_used: u64,
+    /// Events checked under rule 1 (written before schema 8).
+    pub rule1_events: u64,
     /// Chain value of the last event: the head to compare with an exported anchor.
     pub head: Option<[u8; 32]>,
 }
@@ -37,6 +40,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<Verified, Break>> {
          FROM events_full ORDER BY id"
     ))?;
     let mut anchor = conn.prepare("SELECT chain FROM chain_anchors WHERE event_id = ?1")?;
+    let rule2_from = rule2_from(conn)?;
     let mut rows = stmt.query([])?;
     let mut prev = [0u8; 32];
     let mut last_id: Option<i64> = None;
@@ -79,7 +83,12 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<Verified, Break>> {
                 }
             }
         }
-        let computed = chain_next(&prev, &event);
+        let computed = if id >= rule2_from {
+            chain_next(&prev, &event)
+        } else {
+            done.rule1_events += 1;
+            chain_next_v1(&prev, &event)
+        };
         if stored.as_deref() != Some(&computed[..]) {
             return Ok(Err(Break {
                 event_id: id,
@@ -116,4 +125,16 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<Verified, Break>> {
     }
     done.head = last_id.map(|_| prev);
     Ok(Ok(done))
+}
+
+/// The first event id linked by rule 2 (digests); earlier ones use rule 1.
+pub fn rule2_from(conn: &Connection) -> rusqlite::Result<i64> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'chain_rule2_from'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(1))
 }

@@ -279,9 +279,32 @@ pub(super) fn field(out: &mut Vec<u8>, v: Option<&[u8]>) {
     }
 }
 
-/// The chain value of an event: SHA-256 over the previous value and its canonical encoding.
-/// The first event's previous value is 32 zero bytes.
+/// The digest of an event: SHA-256 of its canonical encoding. The chain links digests, so a
+/// bundle can carry another visitor's event as these 32 bytes alone.
+pub fn digest(event: &Chained) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(event.canonical()).into()
+}
+
+/// One link of the chain (rule 2): SHA-256 over the previous value and the event's digest.
+pub fn chain_link(prev: &[u8; 32], digest: &[u8; 32]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::new()
+        .chain_update(prev)
+        .chain_update(digest)
+        .finalize()
+        .into()
+}
+
+/// The chain value of an event (rule 2): `chain_link(prev, digest(event))`. The first
+/// event's previous value is 32 zero bytes.
 pub fn chain_next(prev: &[u8; 32], event: &Chained) -> [u8; 32] {
+    chain_link(prev, &digest(event))
+}
+
+/// The chain value of an event under rule 1, which events written before schema 8 used:
+/// SHA-256 over the previous value and the whole canonical encoding.
+pub fn chain_next_v1(prev: &[u8; 32], event: &Chained) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     Sha256::new()
         .chain_update(prev)
@@ -320,6 +343,24 @@ mod tests {
             ..Chained::default()
         };
         assert_ne!(chain_next(&[0; 32], &a), chain_next(&[0; 32], &b));
+        assert_ne!(chain_next_v1(&[0; 32], &a), chain_next_v1(&[0; 32], &b));
+    }
+
+    #[test]
+    fn rule_2_links_the_digest_and_differs_from_rule_1() {
+        let e = Chained {
+            id: 7,
+            path: "/p".into(),
+            ..Chained::default()
+        };
+        let prev = [5u8; 32];
+        let d = digest(&e);
+        let mut joined = prev.to_vec();
+        joined.extend_from_slice(&d);
+        use sha2::{Digest, Sha256};
+        let by_hand: [u8; 32] = Sha256::digest(&joined).into();
+        assert_eq!(chain_next(&prev, &e), by_hand);
+        assert_ne!(chain_next(&prev, &e), chain_next_v1(&prev, &e));
     }
 
     #[test]

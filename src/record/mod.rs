@@ -10,6 +10,7 @@
 //! plus the writer's memory of recent header sets (`headers`, at most ~4 MiB).
 
 pub mod chain;
+pub mod checkpoint;
 pub mod event;
 pub mod headers;
 pub mod privacy;

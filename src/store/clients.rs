@@ -140,6 +140,20 @@ pub fn hold(
     Ok(())
 }
 
+/// Reason of a hold placed by a case: the detector never releases it.
+pub const CASE_HOLD: &str = "case";
+
+/// Keeps a client's records past retention and its raw addresses past the privacy window,
+/// for a case (an evidence bundle was built). Replaces a detector's hold.
+pub fn hold_for_case(conn: &Connection, client_key: &str, now_ms: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO holds (client_key, reason, since_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (client_key) DO UPDATE SET reason = excluded.reason",
+    )?
+    .execute(params![client_key, CASE_HOLD, now_ms])?;
+    Ok(())
+}
+
 /// Whether a client's raw addresses are kept (it, or a cluster it is in, is flagged).
 pub fn is_held(conn: &Connection, client_key: &str) -> Result<bool, StoreError> {
     Ok(conn
@@ -149,7 +163,9 @@ pub fn is_held(conn: &Connection, client_key: &str) -> Result<bool, StoreError> 
 
 /// Lets the privacy job pseudonymize a key's (and its members') addresses again.
 pub fn release(conn: &Connection, key: &str, members: &[String]) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare_cached("DELETE FROM holds WHERE client_key = ?1")?;
+    // A case's hold stays: its records are evidence whatever the flag becomes.
+    let mut stmt =
+        conn.prepare_cached("DELETE FROM holds WHERE client_key = ?1 AND reason <> 'case'")?;
     stmt.execute([key])?;
     for m in members {
         stmt.execute([m])?;

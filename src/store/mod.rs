@@ -7,6 +7,7 @@
 pub mod clients;
 mod schema;
 pub mod secret;
+pub mod signing;
 pub mod tokens;
 
 use rusqlite::Connection;

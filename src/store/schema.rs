@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const MIGRATIONS: &[&str] = &[
     // 1: tokens, their hashes and identities; request events (filled by the edge).
@@ -248,6 +248,50 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX tokens_edge_created ON tokens (created_ms) WHERE minted_by = 'edge';
     "#,
+    // 8: evidence. The chain links each event's digest (SHA-256 of its encoding) from the
+    // first event written after this migration on (`chain_rule2_from`), so a bundle can carry
+    // other visitors' events as digests alone; earlier events keep rule 1. Checkpoints are the
+    // chain heads the server signed as it ran; a case keeps a client's records past retention
+    // (with its hold); bundles are the evidence archives built, who built them and their hash.
+    r#"
+    INSERT OR REPLACE INTO meta (key, value)
+    SELECT 'chain_rule2_from', CAST(max(
+        coalesce((SELECT max(id) FROM events), 0),
+        coalesce((SELECT max(event_id) FROM chain_anchors), 0)) + 1 AS TEXT);
+    CREATE TABLE checkpoints (
+        seq             INTEGER PRIMARY KEY,
+        ts_ms           INTEGER NOT NULL,
+        event_id        INTEGER NOT NULL,
+        chain           BLOB NOT NULL CHECK (length(chain) = 32),
+        events          INTEGER NOT NULL,
+        message         TEXT NOT NULL,
+        signature       TEXT NOT NULL,
+        key_fingerprint TEXT NOT NULL,
+        made_by         TEXT NOT NULL,
+        tsa_token       BLOB
+    );
+    CREATE INDEX checkpoints_event ON checkpoints (event_id);
+    CREATE TABLE cases (
+        key       TEXT PRIMARY KEY,
+        opened_ms INTEGER NOT NULL,
+        opened_by TEXT NOT NULL,
+        note      TEXT NOT NULL
+    );
+    CREATE TABLE bundles (
+        id       INTEGER PRIMARY KEY,
+        case_key TEXT NOT NULL,
+        bundle   TEXT NOT NULL,
+        built_ms INTEGER NOT NULL,
+        built_by TEXT NOT NULL,
+        host     TEXT NOT NULL,
+        command  TEXT NOT NULL,
+        file     TEXT NOT NULL,
+        sha256   TEXT NOT NULL,
+        bytes    INTEGER NOT NULL,
+        events   INTEGER NOT NULL
+    );
+    CREATE INDEX bundles_case ON bundles (case_key, id);
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -354,7 +398,7 @@ mod tests {
     /// both.
     #[test]
     fn version_5_events_keep_their_inline_headers_and_the_chain_runs_on() {
-        use crate::record::event::{chain_next, Chained, CHAINED_COLUMNS};
+        use crate::record::event::{chain_next_v1, Chained, CHAINED_COLUMNS};
         let dir = tempfile::tempdir().unwrap();
         let old = Chained {
             id: 1,
@@ -381,7 +425,7 @@ mod tests {
                      kind, chain)
                  VALUES (1, ?1, 'c:old', 'GET', '/before', 0, 0, 0, 'OldBrowser/1', 'text/html',
                      'document', 0, 'host,user-agent', 'page', ?2)",
-                rusqlite::params![old.ts_ms, &chain_next(&[0; 32], &old)[..]],
+                rusqlite::params![old.ts_ms, &chain_next_v1(&[0; 32], &old)[..]],
             )
             .unwrap();
         }

@@ -1,0 +1,396 @@
+//! Writing an evidence bundle: one zip holding one folder (the bundle's id) with the reports,
+//! the actor's events, the chain segment, the checkpoints, robots.txt versions, canaries,
+//! the site's images, found images, the flag, the key, the checker and the signed manifest.
+//!
+//! Building opens a case: the actor's records are held past retention, and the build itself
+//! (who, when, which file, its SHA-256) is stored. The archive is written beside its final
+//! name and renamed into place, so a failed build leaves no half-written file.
+
+use super::case::{self, Case};
+use super::report::{self, Lang};
+use super::{csv_field, EvidenceError};
+use crate::config::Config;
+use crate::store::signing::{SigningKey, NAMESPACE_EVIDENCE};
+use crate::store::{now_ms, Store};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The checker shipped in every bundle, and how to check by hand (French, English).
+const VERIFY_PY: &str = include_str!("verify.py");
+const VERIFY_EN: &str = include_str!("VERIFY.txt");
+const VERIFY_FR: &str = include_str!("VERIFIER.txt");
+
+/// What `build` was asked.
+pub struct Request<'a> {
+    pub key: &'a str,
+    pub out: &'a Path,
+    pub found: &'a [PathBuf],
+    /// The command line, for the build record.
+    pub command: String,
+}
+
+/// What `build` wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Built {
+    pub bundle: String,
+    pub file: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+    pub events: u64,
+    pub other_events_as_digests: u64,
+    pub canaries: u64,
+    pub chain_start_after: i64,
+    pub chain_end: i64,
+}
+
+/// Builds the bundle of `req.key` into `req.out`.
+pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
+    if req.out.exists() {
+        return Err(EvidenceError::Exists(req.out.to_path_buf()));
+    }
+    let mut store = Store::open(&config.store.data_dir)?;
+    let signer = SigningKey::load_or_create(
+        &config.store.data_dir,
+        config.evidence.signing_key.as_deref(),
+    )?;
+    let mut case = case::gather(store.conn_mut(), config, req.key, &signer)?;
+    let created_ms = now_ms();
+    let created = rfc3339(created_ms);
+    let bundle = format!(
+        "evidence-{}-{}",
+        created[..10].replace('-', ""),
+        &hex::encode(Sha256::digest(format!("{}\n{created_ms}", req.key)))[..8]
+    );
+    case.report.bundle_id = bundle.clone();
+    case.report.created_ms = created_ms;
+
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let found = super::found::attach(store.conn(), config, &case, req.found, &mut files)?;
+    case.report.found = found.clone();
+    // The largest file (one line per event of the segment): moved, not copied.
+    files.insert(
+        "chain.jsonl".into(),
+        std::mem::take(&mut case.segment.chain_jsonl),
+    );
+    contents(&case, &signer, &mut files)?;
+    let images: BTreeMap<String, Vec<u8>> = files
+        .iter()
+        .filter(|(k, _)| k.starts_with("canaries/") && k.ends_with(".jpg"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (lang, pdf, html) in [
+        (Lang::Fr, "rapport.pdf", "rapport.html"),
+        (Lang::En, "report.pdf", "report.html"),
+    ] {
+        files.insert(pdf.into(), report::pdf(&case.report, &images, lang)?);
+        files.insert(
+            html.into(),
+            report::html(&case.report, &images, lang).into_bytes(),
+        );
+    }
+    let fill = |t: &str| {
+        t.replace("{site}", &config.evidence.site)
+            .replace("{bundle}", &bundle)
+            .replace("{fingerprint}", &signer.fingerprint())
+            .replace("{key_url}", &case.report.integrity.key_url)
+    };
+    files.insert("VERIFY.txt".into(), fill(VERIFY_EN).into_bytes());
+    files.insert("VERIFIER.txt".into(), fill(VERIFY_FR).into_bytes());
+    files.insert("verify.py".into(), VERIFY_PY.as_bytes().to_vec());
+
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let seg = &case.segment;
+    let listed: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(path, bytes)| {
+            serde_json::json!({
+                "path": path,
+                "sha256": hex::encode(Sha256::digest(bytes)),
+                "bytes": bytes.len(),
+            })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "format": "faceprobe-evidence-v1",
+        "bundle": bundle,
+        "tool": {"name": "faceprobe", "version": env!("CARGO_PKG_VERSION")},
+        "created_ms": created_ms,
+        "created": created,
+        "site": config.evidence.site,
+        "key": {"fingerprint": signer.fingerprint(), "public": signer.public_line()},
+        "actor": {
+            "key": case.client.key,
+            "kind": case.report.actor.kind,
+            "members": case.client.members,
+        },
+        "chain": {
+            "start_after": seg.start.after,
+            "start_source": seg.start.source,
+            "end": seg.end.event_id,
+            "end_chain": hex::encode(seg.end.chain),
+            "events": seg.events.len(),
+        },
+        "build": {
+            "by": user,
+            "host": host,
+            "at_ms": created_ms,
+            "command": req.command,
+            "found": found.iter().map(|f| f.file.clone()).collect::<Vec<_>>(),
+        },
+        "files": listed,
+    });
+    let manifest = serde_json::to_vec_pretty(&manifest)?;
+    let signature = signer.sign(NAMESPACE_EVIDENCE, &manifest)?;
+    files.insert("manifest.json".into(), manifest);
+    let mut sums = String::new();
+    for (path, bytes) in &files {
+        sums.push_str(&format!("{}  {path}\n", hex::encode(Sha256::digest(bytes))));
+    }
+    files.insert("SHA256SUMS".into(), sums.into_bytes());
+    files.insert("manifest.sig".into(), signature.into_bytes());
+
+    let (sha256, bytes) = write_zip(req.out, &bundle, &files, created_ms)?;
+    open_case(
+        store.conn_mut(),
+        &case,
+        &bundle,
+        req,
+        &user,
+        &host,
+        &sha256,
+        bytes,
+    )?;
+    Ok(Built {
+        bundle,
+        file: req.out.to_path_buf(),
+        sha256,
+        bytes,
+        events: seg.events.len() as u64,
+        other_events_as_digests: seg.others,
+        canaries: case.canaries.len() as u64,
+        chain_start_after: seg.start.after,
+        chain_end: seg.end.event_id,
+    })
+}
+
+/// The data files: events, chain, checkpoints, robots, canaries, site images, flag, key.
+fn contents(
+    case: &Case,
+    signer: &SigningKey,
+    files: &mut BTreeMap<String, Vec<u8>>,
+) -> Result<(), EvidenceError> {
+    let seg = &case.segment;
+    let mut events = Vec::with_capacity(seg.events.len() * 600);
+    for e in &seg.events {
+        serde_json::to_writer(&mut events, &e.line())?;
+        events.push(b'\n');
+    }
+    files.insert("events.jsonl".into(), events);
+    let mut checkpoints = Vec::new();
+    for c in &seg.checkpoints {
+        serde_json::to_writer(
+            &mut checkpoints,
+            &serde_json::json!({
+                "seq": c.seq,
+                "ts_ms": c.ts_ms,
+                "event_id": c.event_id,
+                "chain": hex::encode(c.chain),
+                "events": c.events,
+                "message": c.message,
+                "signature": c.signature,
+                "tsa": null,
+            }),
+        )?;
+        checkpoints.push(b'\n');
+    }
+    files.insert("checkpoints.jsonl".into(), checkpoints);
+    for (sha, body, _) in &case.robots {
+        files.insert(format!("robots/{sha}.txt"), body.clone());
+    }
+    let mut index = String::from(
+        "token,file,sha256,identity_seed,variant_seed,size,jpeg_quality,phash,dhash,first_fetch_ms,fetches,event_ids\n",
+    );
+    for c in &case.canaries {
+        let (file, sha) = match &c.jpeg {
+            Some(jpeg) => {
+                let name = format!("canaries/{}.jpg", c.token);
+                let sha = hex::encode(Sha256::digest(jpeg));
+                files.insert(name.clone(), jpeg.clone());
+                (name, sha)
+            }
+            None => (String::new(), String::new()),
+        };
+        let ids: Vec<String> = c.event_ids.iter().map(|i| i.to_string()).collect();
+        index.push_str(&format!(
+            "{},{file},{sha},{},{},{},{},{},{},{},{},{}\n",
+            c.token,
+            c.identity_seed,
+            c.variant_seed,
+            c.size,
+            case.jpeg_quality,
+            c.phash.map(|h| format!("{h:016x}")).unwrap_or_default(),
+            c.dhash.map(|h| format!("{h:016x}")).unwrap_or_default(),
+            c.first_fetch_ms,
+            c.event_ids.len(),
+            ids.join(" ")
+        ));
+    }
+    files.insert("canaries/index.csv".into(), index.into_bytes());
+    let mut sites = String::from("path,fetches,first_ms,last_ms,bytes,event_ids\n");
+    for s in &case.site_images {
+        let ids: Vec<String> = s.event_ids.iter().map(|i| i.to_string()).collect();
+        sites.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            csv_field(&s.path),
+            s.event_ids.len(),
+            s.first_ms,
+            s.last_ms,
+            s.bytes,
+            ids.join(" ")
+        ));
+    }
+    files.insert("site-images.csv".into(), sites.into_bytes());
+    let history: Vec<serde_json::Value> = case
+        .history
+        .iter()
+        .map(|(ts, level, score, note)| {
+            serde_json::json!({"ts_ms": ts, "level": level, "score": score, "note": note})
+        })
+        .collect();
+    let mut flag = case.client.summary();
+    flag["history"] = serde_json::json!(history);
+    files.insert("flag.json".into(), serde_json::to_vec_pretty(&flag)?);
+    files.insert(
+        "faceprobe-key.pub".into(),
+        format!("{}\n", signer.public_line()).into_bytes(),
+    );
+    files.insert(
+        "allowed_signers".into(),
+        format!("{}\n", signer.allowed_signers()).into_bytes(),
+    );
+    Ok(())
+}
+
+/// Writes the archive beside `out` and renames it there; returns its SHA-256 and size.
+fn write_zip(
+    out: &Path,
+    folder: &str,
+    files: &BTreeMap<String, Vec<u8>>,
+    created_ms: i64,
+) -> Result<(String, u64), EvidenceError> {
+    use zip::write::SimpleFileOptions;
+    use zip::CompressionMethod;
+    let tmp = out.with_extension(format!("partial{}", std::process::id()));
+    let result = (|| -> Result<(), EvidenceError> {
+        let file = std::fs::File::create(&tmp)?;
+        let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+        let when = zip_time(created_ms);
+        for (path, bytes) in files {
+            let packed = path.ends_with(".pdf") || path.ends_with(".jpg");
+            let options = SimpleFileOptions::default()
+                .compression_method(if packed {
+                    CompressionMethod::Stored
+                } else {
+                    CompressionMethod::Deflated
+                })
+                .compression_level(if packed { None } else { Some(3) })
+                .last_modified_time(when)
+                .unix_permissions(0o644)
+                .large_file(bytes.len() > u32::MAX as usize / 2);
+            zip.start_file(format!("{folder}/{path}"), options)?;
+            zip.write_all(bytes)?;
+        }
+        let mut w = zip.finish()?;
+        w.flush()?;
+        w.get_ref().sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, out)?;
+    let mut hasher = Sha256::new();
+    let mut f = std::fs::File::open(out)?;
+    let bytes = std::io::copy(&mut f, &mut hasher)?;
+    Ok((hex::encode(hasher.finalize()), bytes))
+}
+
+fn zip_time(ms: i64) -> zip::DateTime {
+    let t = rfc3339(ms);
+    let n = |a: usize, b: usize| t.get(a..b).and_then(|s| s.parse().ok()).unwrap_or(0);
+    zip::DateTime::from_date_and_time(
+        n(0, 4),
+        n(5, 7) as u8,
+        n(8, 10) as u8,
+        n(11, 13) as u8,
+        n(14, 16) as u8,
+        n(17, 19) as u8,
+    )
+    .unwrap_or_default()
+}
+
+/// RFC 3339 in UTC, to the second.
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Holds the actor's records as a case and records the build.
+#[allow(clippy::too_many_arguments)]
+fn open_case(
+    conn: &mut rusqlite::Connection,
+    case: &Case,
+    bundle: &str,
+    req: &Request,
+    user: &str,
+    host: &str,
+    sha256: &str,
+    bytes: u64,
+) -> Result<(), EvidenceError> {
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let key = &case.client.key;
+    tx.execute(
+        "INSERT OR IGNORE INTO cases (key, opened_ms, opened_by, note) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![key, now, user, format!("opened by building {bundle}")],
+    )?;
+    for k in case.actor_keys.iter().chain(std::iter::once(key)) {
+        crate::store::clients::hold_for_case(&tx, k, now)?;
+    }
+    tx.execute(
+        "INSERT INTO bundles (case_key, bundle, built_ms, built_by, host, command, file, sha256,
+             bytes, events) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        rusqlite::params![
+            key,
+            bundle,
+            now,
+            user,
+            host,
+            req.command,
+            req.out.display().to_string(),
+            sha256,
+            bytes as i64,
+            case.segment.events.len() as i64
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO flag_history (key, ts_ms, level, score, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![
+            key,
+            now,
+            case.client.level.map(|l| l.as_str()),
+            case.client.score,
+            format!("evidence bundle {bundle} built by {user} (case opened; records kept past retention)")
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}

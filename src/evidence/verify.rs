@@ -1,0 +1,642 @@
+//! `faceprobe evidence verify`: every check `verify.py` makes, in Rust, plus the canaries
+//! re-rendered from their seeds. Each check is a line that holds or fails and names the file or
+//! event at fault; nothing here trusts the store — only the bundle and, if given, a key.
+
+use super::events::EventLine;
+use crate::canary::Token;
+use crate::record::event::{chain_link, digest};
+use crate::store::signing::{verify as verify_sig, NAMESPACE_CHECKPOINT, NAMESPACE_EVIDENCE};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub ok: bool,
+    pub what: String,
+}
+
+/// All the checks of one bundle.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    pub bundle: String,
+    pub fingerprint: Option<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
+    }
+    fn pass(&mut self, what: impl Into<String>) {
+        self.checks.push(Check {
+            ok: true,
+            what: what.into(),
+        });
+    }
+    fn fail(&mut self, what: impl Into<String>) {
+        self.checks.push(Check {
+            ok: false,
+            what: what.into(),
+        });
+    }
+}
+
+/// Files of a bundle by path inside its folder.
+type Files = BTreeMap<String, Vec<u8>>;
+
+/// Reads `path` (a zip, or a bundle folder) and checks everything. `key` is the public key to
+/// trust (e.g. fetched from the site); without it the bundle's own key is checked and its
+/// fingerprint reported for comparison.
+pub fn verify(path: &Path, key: Option<&str>) -> Result<Report, String> {
+    let (bundle, files) = if path.is_dir() {
+        read_dir(path)?
+    } else {
+        read_zip(path)?
+    };
+    let mut r = Report {
+        bundle,
+        ..Report::default()
+    };
+    check_sums(&files, &mut r);
+    let manifest = check_manifest(&files, &mut r);
+    let public = check_signature(&files, key, &mut r);
+    let checkpoints = check_checkpoints(&files, public.as_deref(), &mut r);
+    let events = check_events(&files, &mut r);
+    check_chain(&files, &events, &checkpoints, manifest.as_ref(), &mut r);
+    check_canaries(&files, &mut r);
+    Ok(r)
+}
+
+fn read_zip(path: &Path) -> Result<(String, Files), String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .map_err(|e| format!("{} is not a readable zip archive: {e}", path.display()))?;
+    let mut files = Files::new();
+    let mut top: Option<String> = None;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| format!("entry {i}: {e}"))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry.name().to_string();
+        let Some((folder, rest)) = name.split_once('/') else {
+            return Err(format!("{name} lies outside the bundle's folder"));
+        };
+        match &top {
+            None => top = Some(folder.to_string()),
+            Some(t) if t != folder => {
+                return Err(format!("{name} lies outside the bundle's folder {t}"))
+            }
+            _ => {}
+        }
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{name}: cannot be read ({e})"))?;
+        files.insert(rest.to_string(), bytes);
+    }
+    Ok((top.unwrap_or_default(), files))
+}
+
+fn read_dir(dir: &Path) -> Result<(String, Files), String> {
+    fn walk(base: &Path, dir: &Path, files: &mut Files) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                walk(base, &p, files)?;
+            } else {
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                files.insert(rel, std::fs::read(&p)?);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Files::new();
+    walk(dir, dir, &mut files).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    Ok((name, files))
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn check_sums(files: &Files, r: &mut Report) {
+    let Some(sums) = files.get("SHA256SUMS") else {
+        r.fail("SHA256SUMS: missing");
+        return;
+    };
+    let text = String::from_utf8_lossy(sums);
+    let mut listed = BTreeSet::new();
+    let mut bad = 0;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let Some((hash, name)) = line.split_once("  ") else {
+            r.fail(format!("SHA256SUMS: a line is not `HASH  FILE`: {line:?}"));
+            bad += 1;
+            continue;
+        };
+        listed.insert(name.to_string());
+        match files.get(name) {
+            None => {
+                r.fail(format!(
+                    "{name}: listed in SHA256SUMS but missing (removed)"
+                ));
+                bad += 1;
+            }
+            Some(b) if sha(b) != hash => {
+                r.fail(format!(
+                    "{name}: its SHA-256 differs from SHA256SUMS (changed)"
+                ));
+                bad += 1;
+            }
+            _ => {}
+        }
+    }
+    for name in files.keys() {
+        if name != "SHA256SUMS" && name != "manifest.sig" && !listed.contains(name) {
+            r.fail(format!("{name}: in the bundle but in no list (added)"));
+            bad += 1;
+        }
+    }
+    if bad == 0 {
+        r.pass(format!("SHA256SUMS: {} files match", listed.len()));
+    }
+}
+
+fn check_manifest(files: &Files, r: &mut Report) -> Option<serde_json::Value> {
+    let Some(bytes) = files.get("manifest.json") else {
+        r.fail("manifest.json: missing");
+        return None;
+    };
+    let m: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            r.fail(format!("manifest.json: not valid JSON ({e})"));
+            return None;
+        }
+    };
+    let mut listed = BTreeSet::new();
+    let mut bad = 0;
+    for f in m["files"].as_array().into_iter().flatten() {
+        let path = f["path"].as_str().unwrap_or_default().to_string();
+        match files.get(&path) {
+            None => {
+                r.fail(format!(
+                    "{path}: listed in manifest.json but missing (removed)"
+                ));
+                bad += 1;
+            }
+            Some(b) => {
+                if f["sha256"].as_str() != Some(&sha(b))
+                    || f["bytes"].as_u64() != Some(b.len() as u64)
+                {
+                    r.fail(format!(
+                        "{path}: differs from its manifest.json entry (changed)"
+                    ));
+                    bad += 1;
+                }
+            }
+        }
+        listed.insert(path);
+    }
+    for name in files.keys() {
+        if !["manifest.json", "manifest.sig", "SHA256SUMS"].contains(&name.as_str())
+            && !listed.contains(name)
+        {
+            r.fail(format!("{name}: not listed in manifest.json (added)"));
+            bad += 1;
+        }
+    }
+    if bad == 0 {
+        r.pass(format!(
+            "manifest.json: {} files, hashes and sizes match",
+            listed.len()
+        ));
+    }
+    Some(m)
+}
+
+/// Checks manifest.sig; returns the public key line that signed it.
+fn check_signature(files: &Files, trusted: Option<&str>, r: &mut Report) -> Option<String> {
+    let bundled = files
+        .get("faceprobe-key.pub")
+        .map(|b| String::from_utf8_lossy(b).trim().to_string());
+    let key = match (trusted, &bundled) {
+        (Some(t), Some(b)) if !same_key(t, b) => {
+            r.fail("faceprobe-key.pub: is not the key you gave (--key): the bundle was signed by another key");
+            return None;
+        }
+        (Some(t), _) => t.trim().to_string(),
+        (None, Some(b)) => b.clone(),
+        (None, None) => {
+            r.fail("faceprobe-key.pub: missing");
+            return None;
+        }
+    };
+    if let Ok(k) = ssh_key::PublicKey::from_openssh(&key) {
+        r.fingerprint = Some(k.fingerprint(ssh_key::HashAlg::Sha256).to_string());
+    }
+    let (Some(manifest), Some(sig)) = (files.get("manifest.json"), files.get("manifest.sig"))
+    else {
+        r.fail("manifest.sig: missing");
+        return Some(key);
+    };
+    match verify_sig(
+        &key,
+        NAMESPACE_EVIDENCE,
+        manifest,
+        &String::from_utf8_lossy(sig),
+    ) {
+        Ok(()) => r.pass(format!(
+            "manifest.sig: a valid signature of manifest.json by {}",
+            r.fingerprint.clone().unwrap_or_default()
+        )),
+        Err(e) => r.fail(format!("manifest.sig: {e}")),
+    }
+    Some(key)
+}
+
+fn same_key(a: &str, b: &str) -> bool {
+    let blob = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    blob(a) == blob(b)
+}
+
+/// A checkpoint as the bundle gives it.
+struct Cp {
+    event_id: i64,
+    chain: String,
+}
+
+fn check_checkpoints(files: &Files, key: Option<&str>, r: &mut Report) -> Vec<Cp> {
+    let Some(bytes) = files.get("checkpoints.jsonl") else {
+        r.fail("checkpoints.jsonl: missing");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut bad = 0;
+    let mut last: Option<(i64, i64)> = None;
+    for (n, line) in String::from_utf8_lossy(bytes).lines().enumerate() {
+        let v: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(_) => {
+                r.fail(format!("checkpoints.jsonl line {}: not valid JSON", n + 1));
+                bad += 1;
+                continue;
+            }
+        };
+        let seq = v["seq"].as_i64().unwrap_or(-1);
+        let event_id = v["event_id"].as_i64().unwrap_or(-1);
+        let chain = v["chain"].as_str().unwrap_or_default().to_string();
+        let message = v["message"].as_str().unwrap_or_default();
+        let expected = format!(
+            "event: {event_id}\nchain: {chain}\ntime_ms: {}\nevents: {}\n",
+            v["ts_ms"], v["events"]
+        );
+        let head_ok = message.starts_with("faceprobe checkpoint v1\n")
+            && message.contains(&format!("\nseq: {seq}\n"))
+            && message.ends_with(&expected);
+        if !head_ok {
+            r.fail(format!(
+                "checkpoints.jsonl: checkpoint {seq} says other values than the message it signed"
+            ));
+            bad += 1;
+        } else if let Some(k) = key {
+            if let Err(e) = verify_sig(
+                k,
+                NAMESPACE_CHECKPOINT,
+                message.as_bytes(),
+                v["signature"].as_str().unwrap_or_default(),
+            ) {
+                r.fail(format!(
+                    "checkpoints.jsonl: checkpoint {seq} (event {event_id}): {e}"
+                ));
+                bad += 1;
+            }
+        }
+        if let Some((s, e)) = last {
+            if seq <= s || event_id < e {
+                r.fail(format!(
+                    "checkpoints.jsonl: checkpoint {seq} is out of order"
+                ));
+                bad += 1;
+            }
+        }
+        last = Some((seq, event_id));
+        out.push(Cp { event_id, chain });
+    }
+    if bad == 0 {
+        r.pass(format!(
+            "checkpoints.jsonl: {} signed checkpoints verify",
+            out.len()
+        ));
+    }
+    out
+}
+
+fn check_events(files: &Files, r: &mut Report) -> BTreeMap<i64, (EventLine, [u8; 32])> {
+    let mut out = BTreeMap::new();
+    let Some(bytes) = files.get("events.jsonl") else {
+        r.fail("events.jsonl: missing");
+        return out;
+    };
+    let mut bad = 0;
+    let mut last = i64::MIN;
+    for (n, line) in String::from_utf8_lossy(bytes).lines().enumerate() {
+        let e: EventLine = match serde_json::from_str(line) {
+            Ok(e) => e,
+            Err(err) => {
+                r.fail(format!("events.jsonl line {}: not an event ({err})", n + 1));
+                bad += 1;
+                continue;
+            }
+        };
+        if e.id <= last {
+            r.fail(format!(
+                "events.jsonl: event {} comes after event {last} (out of order or repeated)",
+                e.id
+            ));
+            bad += 1;
+        }
+        last = last.max(e.id);
+        if e.opens() == Some(false) {
+            r.fail(format!("events.jsonl: event {}: its address {:?} does not open its commitment (the address was changed)", e.id, e.client_ip.as_deref().unwrap_or("")));
+            bad += 1;
+        }
+        match e.chained() {
+            Ok(c) => {
+                let d = digest(&c);
+                out.insert(e.id, (e, d));
+            }
+            Err(why) => {
+                r.fail(format!("events.jsonl: event {}: {why}", e.id));
+                bad += 1;
+            }
+        }
+    }
+    if bad == 0 {
+        r.pass(format!(
+            "events.jsonl: {} events in order, commitments open",
+            out.len()
+        ));
+    }
+    out
+}
+
+fn check_chain(
+    files: &Files,
+    events: &BTreeMap<i64, (EventLine, [u8; 32])>,
+    checkpoints: &[Cp],
+    manifest: Option<&serde_json::Value>,
+    r: &mut Report,
+) {
+    let Some(bytes) = files.get("chain.jsonl") else {
+        r.fail("chain.jsonl: missing");
+        return;
+    };
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines = text.lines();
+    let start: serde_json::Value = match lines.next().map(serde_json::from_str::<serde_json::Value>)
+    {
+        Some(Ok(v)) if v["type"] == "start" => v,
+        _ => {
+            r.fail("chain.jsonl: the first line is not its start");
+            return;
+        }
+    };
+    let parse32 = |s: &str| -> Option<[u8; 32]> { hex::decode(s).ok()?.try_into().ok() };
+    let Some(mut prev) = start["chain"].as_str().and_then(parse32) else {
+        r.fail("chain.jsonl: the start value is not 32 bytes of hex");
+        return;
+    };
+    let after = start["after"].as_i64().unwrap_or(-1);
+    let by_event: HashMap<i64, &str> = checkpoints
+        .iter()
+        .map(|c| (c.event_id, c.chain.as_str()))
+        .collect();
+    let source = start["source"].as_str().unwrap_or_default();
+    let mut bad = 0;
+    match source {
+        "checkpoint" => {
+            if by_event.get(&after) != Some(&start["chain"].as_str().unwrap_or_default()) {
+                r.fail(format!(
+                    "chain.jsonl: its start (after event {after}) is not a signed checkpoint"
+                ));
+                bad += 1;
+            }
+        }
+        "genesis" if after != 0 || prev != [0; 32] => {
+            r.fail("chain.jsonl: a genesis start must be 32 zero bytes after event 0");
+            bad += 1;
+        }
+        "genesis" | "anchor" => {}
+        other => {
+            r.fail(format!("chain.jsonl: unknown start source {other:?}"));
+            bad += 1;
+        }
+    }
+    let mut expected = after + 1;
+    let mut seen = BTreeSet::new();
+    let mut first_bad: Option<i64> = None;
+    let mut last_ok_checkpoint: Option<i64> = (source == "checkpoint").then_some(after);
+    let mut end: Option<(i64, String)> = None;
+    let mut others = 0u64;
+    for line in lines {
+        let v: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(_) => {
+                r.fail(format!(
+                    "chain.jsonl: a line after event {} is not valid JSON",
+                    expected - 1
+                ));
+                return;
+            }
+        };
+        let id = v["id"].as_i64().unwrap_or(-1);
+        match v["type"].as_str() {
+            Some("end") => {
+                end = Some((id, v["chain"].as_str().unwrap_or_default().to_string()));
+                break;
+            }
+            Some(t @ ("event" | "digest")) => {
+                if id != expected {
+                    r.fail(format!("chain.jsonl: event {id} where event {expected} was due (a line is missing, moved or added)"));
+                    return;
+                }
+                let d = if t == "event" {
+                    seen.insert(id);
+                    match events.get(&id) {
+                        Some((_, d)) => *d,
+                        None => {
+                            r.fail(format!("chain.jsonl: event {id} of the actor is not in events.jsonl (removed)"));
+                            return;
+                        }
+                    }
+                } else {
+                    others += 1;
+                    match v["digest"].as_str().and_then(parse32) {
+                        Some(d) => d,
+                        None => {
+                            r.fail(format!(
+                                "chain.jsonl: the digest of event {id} is not 32 bytes of hex"
+                            ));
+                            return;
+                        }
+                    }
+                };
+                prev = chain_link(&prev, &d);
+                let here = hex::encode(prev);
+                if t == "event" {
+                    let stored = &events[&id].0.chain;
+                    if *stored != here && first_bad.is_none() {
+                        first_bad = Some(id);
+                        r.fail(format!("chain.jsonl / events.jsonl: the chain breaks at event {id}: it, or a line before it since event {}, was changed", last_ok_checkpoint.unwrap_or(after) + 1));
+                        bad += 1;
+                    }
+                }
+                if let Some(c) = by_event.get(&id) {
+                    if *c != here {
+                        if first_bad.is_none() {
+                            first_bad = Some(id);
+                            r.fail(format!("chain.jsonl: the chain does not reach checkpoint at event {id}: a line from event {} to {id} was changed", last_ok_checkpoint.unwrap_or(after) + 1));
+                            bad += 1;
+                        }
+                    } else if first_bad.is_none() {
+                        last_ok_checkpoint = Some(id);
+                    }
+                }
+                expected = id + 1;
+            }
+            _ => {
+                r.fail(format!(
+                    "chain.jsonl: unknown line after event {}",
+                    expected - 1
+                ));
+                return;
+            }
+        }
+    }
+    let Some((end_id, end_chain)) = end else {
+        r.fail("chain.jsonl: no end line (cut short)");
+        return;
+    };
+    if end_id != expected - 1 {
+        r.fail(format!(
+            "chain.jsonl: ends at event {end_id} after event {}",
+            expected - 1
+        ));
+        bad += 1;
+    }
+    if end_chain != hex::encode(prev) && first_bad.is_none() {
+        r.fail(format!(
+            "chain.jsonl: the recomputed value after event {end_id} differs from its end line"
+        ));
+        bad += 1;
+    }
+    if by_event.get(&end_id) != Some(&end_chain.as_str()) {
+        r.fail(format!("checkpoints.jsonl: no signed checkpoint at the segment's end (event {end_id}): dropped or forged"));
+        bad += 1;
+    }
+    for id in events.keys() {
+        if !seen.contains(id) {
+            r.fail(format!(
+                "events.jsonl: event {id} is not in the chain segment (added)"
+            ));
+            bad += 1;
+        }
+    }
+    if let Some(m) = manifest {
+        if m["chain"]["end"].as_i64() != Some(end_id)
+            || m["chain"]["end_chain"].as_str() != Some(&end_chain)
+        {
+            r.fail("manifest.json: names another end of the chain than chain.jsonl");
+            bad += 1;
+        }
+    }
+    if bad == 0 {
+        r.pass(format!(
+            "chain.jsonl: events {} to {end_id} link up ({} of the actor, {others} other visitors' as digests) and meet the signed checkpoint at event {end_id}",
+            after + 1,
+            seen.len()
+        ));
+    }
+}
+
+fn check_canaries(files: &Files, r: &mut Report) {
+    let Some(index) = files.get("canaries/index.csv") else {
+        r.fail("canaries/index.csv: missing");
+        return;
+    };
+    let text = String::from_utf8_lossy(index);
+    let mut bad = 0;
+    let mut n = 0;
+    for line in text.lines().skip(1).filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 12 {
+            r.fail(format!(
+                "canaries/index.csv: a line has too few fields: {line:?}"
+            ));
+            bad += 1;
+            continue;
+        }
+        let (token, file, sha_hex) = (f[0], f[1], f[2]);
+        let (Ok(t), Ok(identity), Ok(variant), Ok(size), Ok(quality)) = (
+            token.parse::<Token>(),
+            f[3].parse::<u64>(),
+            f[4].parse::<u64>(),
+            f[5].parse::<u32>(),
+            f[6].parse::<u8>(),
+        ) else {
+            r.fail(format!(
+                "canaries/index.csv: the line of {token} does not parse"
+            ));
+            bad += 1;
+            continue;
+        };
+        if file.is_empty() {
+            continue;
+        }
+        n += 1;
+        let image = crate::canary::render::render_seeds(identity, variant, size);
+        let again = crate::canary::marks::encode_jpeg(&image, &t, quality).unwrap_or_default();
+        let hashes =
+            crate::canary::hash::Scheme::new().hashes(&crate::canary::hash::Frame::of_rgb(&image));
+        let stored_hashes = (
+            format!("{:016x}", hashes.phash),
+            format!("{:016x}", hashes.dhash),
+        );
+        match files.get(file) {
+            None => {
+                r.fail(format!("{file}: missing"));
+                bad += 1;
+            }
+            Some(b) if sha(b) != sha_hex || sha(&again) != sha_hex => {
+                r.fail(format!(
+                    "{file}: is not canary {token} as its seeds draw it"
+                ));
+                bad += 1;
+            }
+            Some(_)
+                if !f[7].is_empty()
+                    && (f[7], f[8]) != (stored_hashes.0.as_str(), stored_hashes.1.as_str()) =>
+            {
+                r.fail(format!("{file}: its seeds draw an image whose hashes differ from those stored when it was served"));
+                bad += 1;
+            }
+            _ => {}
+        }
+    }
+    if bad == 0 {
+        r.pass(format!("canaries: {n} images re-rendered from their seeds, identical to the bundle's and to the hashes stored when served"));
+    }
+}

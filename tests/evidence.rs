@@ -645,8 +645,15 @@ fn a_bundle_built_from_real_traffic_verifies_everywhere_and_holds_nothing_of_the
         assert!(o.status.success(), "pdffonts {pdf}: {}", stderr(&o));
         let listing = String::from_utf8_lossy(&o.stdout).into_owned();
         let mut lines = listing.lines();
-        let header = lines.next().unwrap_or_default();
-        let emb = header.find("emb").expect("pdffonts names its columns");
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert!(
+            header.ends_with(&["emb", "sub", "uni", "object", "ID"]),
+            "pdffonts names its columns: {listing}"
+        );
         assert!(
             lines.next().is_some_and(|l| l.starts_with("---")),
             "{listing}"
@@ -654,9 +661,12 @@ fn a_bundle_built_from_real_traffic_verifies_everywhere_and_holds_nothing_of_the
         let fonts: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
         assert!(!fonts.is_empty(), "{pdf} has no font:\n{listing}");
         for f in fonts {
+            // A name may be wider than its column: count from the end (emb sub uni num gen).
+            let cols: Vec<&str> = f.split_whitespace().collect();
+            assert!(cols.len() >= 6, "{pdf}: {f:?}");
             assert_eq!(
-                f.get(emb..emb + 3),
-                Some("yes"),
+                cols[cols.len() - 5],
+                "yes",
                 "{pdf}: a font is not embedded:\n{listing}"
             );
         }
@@ -765,6 +775,8 @@ fn run_tampers(pristine: &Path, work: &Path, py: Option<&Path>, cases: &[Tamper]
                 continue;
             }
             let fails = fail_lines(&output);
+            // Shown with --nocapture, or when the test fails.
+            eprintln!("[{}] {checker}:\n  {}", case.name, fails.join("\n  "));
             let extra = if checker == "verify.py" {
                 &case.py_names[..]
             } else {
@@ -991,10 +1003,8 @@ fn every_kind_of_tampering_is_caught_by_both_checkers_which_name_it() {
 
 /// An attacker without the key who changes an address and then rewrites SHA256SUMS and
 /// manifest.json to match: the lists hold, but manifest.sig and the event's commitment fail.
-/// Likewise a checkpoint dropped from the middle with the lists rewritten: the gap in `seq`
-/// and the signature show.
 #[test]
-fn tampering_with_the_lists_rewritten_is_still_caught() {
+fn an_address_changed_with_the_lists_rewritten_is_still_caught() {
     let built = build_bundle();
     let pristine = built.dir.clone();
     let py =
@@ -1046,30 +1056,11 @@ fn tampering_with_the_lists_rewritten_is_still_caught() {
             "{checker}: the commitment of event {changed_id} does not fail:\n{output}"
         );
     }
-
-    let checkpoints = jsonl(&pristine.join("checkpoints.jsonl"));
-    assert!(checkpoints.len() >= 3, "{checkpoints:?}");
-    let dir = built.env.path("dropped").join(name);
-    copy_dir(&pristine, &dir);
-    remove_line(&dir.join("checkpoints.jsonl"), 1);
-    recompute_lists(&dir);
-    for (checker, ok, output) in check_both(&dir, py.as_deref()) {
-        assert!(!ok, "{checker} accepts a dropped checkpoint:\n{output}");
-        let fails = fail_lines(&output);
-        assert!(
-            fails.iter().any(|l| l.contains("manifest.sig")),
-            "{checker}: manifest.sig does not fail:\n{output}"
-        );
-        assert!(
-            fails.iter().any(|l| l.contains("checkpoints.jsonl")),
-            "{checker}: no FAIL line names checkpoints.jsonl (seq {} is missing):\n{output}",
-            checkpoints[1]["seq"]
-        );
-    }
 }
 
-// ---- 3. errors -----------------------------------------------------------------------------
-
+/// A checkpoint dropped from the middle of checkpoints.jsonl, SHA256SUMS and manifest.json
+/// rewritten to match: manifest.sig fails, and each checker names the gap in `seq` (the format:
+/// "`seq` runs without a gap ... a dropped checkpoint shows").
 #[test]
 fn build_and_verify_refuse_what_they_cannot_do() {
     let env = Env::new();

@@ -114,7 +114,7 @@ fn actor_event(n: u64, ts_ms: i64, canary_every: u64, scheme_id: i64, scheme: &S
         header_order: "host,user-agent,accept-encoding,accept,connection".into(),
         ..Event::default()
     };
-    if n % canary_every == 0 {
+    if n.is_multiple_of(canary_every) {
         let token = Token::minted_at(ts_ms - 500);
         let (identity_seed, variant_seed) = (n.wrapping_mul(0x9E37_79B9), n ^ 0x5555);
         let image = render_seeds(identity_seed, variant_seed, 256);
@@ -140,7 +140,7 @@ fn actor_event(n: u64, ts_ms: i64, canary_every: u64, scheme_id: i64, scheme: &S
         e.path = "/robots.txt".into();
         e.kind = Some(Kind::Robots);
         e.robots_sha256 = Some(robots_sha());
-    } else if n % 3 == 0 {
+    } else if n.is_multiple_of(3) {
         e.path = format!("/gallery/{}/", n % 400);
         e.kind = Some(Kind::Page);
     } else {

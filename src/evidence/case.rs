@@ -431,9 +431,9 @@ fn report(case: &Case, config: &Config, signer: &SigningKey) -> Report {
         .into_iter()
         .map(|(agent, requests)| model::Agent { agent, requests })
         .collect();
-    agents.sort_by(|a, b| b.requests.cmp(&a.requests));
+    agents.sort_by_key(|a| std::cmp::Reverse(a.requests));
     let mut addresses: Vec<model::Address> = addresses.into_values().collect();
-    addresses.sort_by(|a, b| b.requests.cmp(&a.requests));
+    addresses.sort_by_key(|a| std::cmp::Reverse(a.requests));
     let site = config.evidence.site.trim_end_matches('/');
     Report {
         bundle_id: String::new(),

@@ -602,6 +602,42 @@ fn a_bundle_built_from_real_traffic_verifies_everywhere_and_holds_nothing_of_the
     assert!(server.terminate().success(), "{}", server.log_text());
     let o = env.run(&["db", "check"]);
     assert!(o.status.success(), "db check:\n{}", both(&o));
+    assert!(both(&o).contains("checkpoints: ok"), "{}", both(&o));
+    // A signed checkpoint's chain value is what `db check` compares with the chain: one
+    // rewritten in the store (message and all, but not re-signed) fails it.
+    let rw = rusqlite::Connection::open(env.data_dir().join("faceprobe.db")).unwrap();
+    let (seq, chain): (i64, Vec<u8>) = rw
+        .query_row(
+            "SELECT seq, chain FROM checkpoints ORDER BY seq LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let forged = [0x5au8; 32];
+    rw.execute(
+        "UPDATE checkpoints SET chain = ?1, message = replace(message, ?2, ?3) WHERE seq = ?4",
+        rusqlite::params![&forged[..], hex::encode(&chain), hex::encode(forged), seq],
+    )
+    .unwrap();
+    let o = env.run(&["db", "check"]);
+    assert!(
+        !o.status.success(),
+        "a forged checkpoint passed:\n{}",
+        both(&o)
+    );
+    assert!(
+        both(&o).contains(&format!(
+            "checkpoints: BROKEN: checkpoint {seq}: the signature"
+        )),
+        "{}",
+        both(&o)
+    );
+    rw.execute(
+        "UPDATE checkpoints SET chain = ?1, message = replace(message, ?2, ?3) WHERE seq = ?4",
+        rusqlite::params![&chain[..], hex::encode(forged), hex::encode(&chain), seq],
+    )
+    .unwrap();
+    drop(rw);
 
     // The reports: real PDFs (Typst) whose text a reader can search, fonts embedded.
     if tool_available("pdftotext", "apt-get install poppler-utils").is_none() {
@@ -1058,9 +1094,134 @@ fn an_address_changed_with_the_lists_rewritten_is_still_caught() {
     }
 }
 
+/// What the lists cannot vouch for, checked against the files themselves: with SHA256SUMS and
+/// manifest.json rewritten after each change (only manifest.sig then fails), each checker still
+/// names the change in the file's own terms.
+#[test]
+fn content_changes_with_the_lists_rewritten_are_named_by_both_checkers() {
+    let built = build_bundle();
+    let pristine = built.dir.clone();
+    let py =
+        tool_available("python3", "apt-get install python3").map(|_| pristine.join("verify.py"));
+    let events = jsonl(&pristine.join("events.jsonl"));
+    let robots = files_of(&pristine)
+        .into_iter()
+        .find(|f| f.starts_with("robots/"))
+        .expect("the crawler fetched robots.txt, so the bundle holds a version");
+    let canary_at = events
+        .iter()
+        .position(|e| e["kind"] == "canary")
+        .expect("the crawler took a canary");
+    let page_id = events
+        .iter()
+        .find(|e| e["kind"] != "canary")
+        .expect("the crawler fetched more than canaries")["id"]
+        .as_i64()
+        .unwrap();
+    let last_field = |line: &str, to: &str| match line.rsplit_once(',') {
+        Some((head, _)) => format!("{head},{to}"),
+        None => panic!("{line}"),
+    };
+    let cases = vec![
+        tamper(
+            format!("{robots} changed, its name kept"),
+            &["its SHA-256 is not its name"],
+            move |d| {
+                let mut text = read_text(&d.join(&robots));
+                text.push_str("Allow: /\n");
+                std::fs::write(d.join(&robots), text).unwrap();
+                recompute_lists(d);
+            },
+        ),
+        tamper(
+            "a site image's fetch moved to an event not in the bundle",
+            &["site-images.csv", "999999999", "is not in events.jsonl"],
+            move |d| {
+                edit_line(&d.join("site-images.csv"), 1, |l| {
+                    last_field(l, "999999999")
+                });
+                recompute_lists(d);
+            },
+        ),
+        tamper(
+            "a canary's fetch moved to a page's event",
+            &["canaries/index.csv", "fetched another token"],
+            move |d| {
+                edit_line(&d.join("canaries/index.csv"), 1, |l| {
+                    last_field(l, &page_id.to_string())
+                });
+                recompute_lists(d);
+            },
+        ),
+        tamper(
+            "a canary event's token_text changed",
+            &["token_text"],
+            move |d| {
+                edit_line(&d.join("events.jsonl"), canary_at, |l| {
+                    let mut e: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let text = e["token_text"].as_str().unwrap();
+                    let other = format!(
+                        "{}{}",
+                        &text[..text.len() - 1],
+                        if text.ends_with('A') { 'B' } else { 'A' }
+                    );
+                    e["token_text"] = other.into();
+                    serde_json::to_string(&e).unwrap()
+                });
+                recompute_lists(d);
+            },
+        ),
+        tamper(
+            "manifest.json's chain.start_after changed",
+            &["manifest.json", "chain.start_after"],
+            |d| {
+                let path = d.join("manifest.json");
+                let mut m: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                let after = m["chain"]["start_after"].as_i64().unwrap();
+                m["chain"]["start_after"] = (after + 1).into();
+                std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+                recompute_lists(d);
+            },
+        ),
+    ];
+    let problems = run_tampers(&pristine, &built.env.path("content"), py.as_deref(), &cases);
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
 /// A checkpoint dropped from the middle of checkpoints.jsonl, SHA256SUMS and manifest.json
 /// rewritten to match: manifest.sig fails, and each checker names the gap in `seq` (the format:
 /// "`seq` runs without a gap ... a dropped checkpoint shows").
+#[test]
+fn a_checkpoint_dropped_with_the_lists_rewritten_is_named_by_both_checkers() {
+    let built = build_bundle();
+    let pristine = built.dir.clone();
+    let py =
+        tool_available("python3", "apt-get install python3").map(|_| pristine.join("verify.py"));
+    let checkpoints = jsonl(&pristine.join("checkpoints.jsonl"));
+    assert!(checkpoints.len() >= 3, "{checkpoints:?}");
+    let dir = built
+        .env
+        .path("dropped")
+        .join(pristine.file_name().unwrap());
+    copy_dir(&pristine, &dir);
+    remove_line(&dir.join("checkpoints.jsonl"), 1);
+    recompute_lists(&dir);
+    for (checker, ok, output) in check_both(&dir, py.as_deref()) {
+        assert!(!ok, "{checker} accepts a dropped checkpoint:\n{output}");
+        let fails = fail_lines(&output);
+        assert!(
+            fails.iter().any(|l| l.contains("manifest.sig")),
+            "{checker}: manifest.sig does not fail:\n{output}"
+        );
+        assert!(
+            fails.iter().any(|l| l.contains("checkpoints.jsonl")),
+            "{checker}: no FAIL line names checkpoints.jsonl (seq {} is missing):\n{output}",
+            checkpoints[1]["seq"]
+        );
+    }
+}
+
 #[test]
 fn build_and_verify_refuse_what_they_cannot_do() {
     let env = Env::new();

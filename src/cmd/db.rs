@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use faceprobe::config::Config;
+use faceprobe::store::signing::SigningKey;
 use faceprobe::store::Store;
 use std::process::ExitCode;
 
@@ -58,9 +59,69 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
             println!("hash chain: BROKEN at {b}");
         }
     }
+    ok &= check_checkpoints(config, &store)?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The signed checkpoints against the key and the chain; `false` when one fails.
+fn check_checkpoints(config: &Config, store: &Store) -> anyhow::Result<bool> {
+    let stored: i64 = store
+        .conn()
+        .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))?;
+    // The key `serve` signs with; `db check` never creates one.
+    let key_file = config
+        .evidence
+        .signing_key
+        .clone()
+        .unwrap_or_else(|| store.dir().join("signing_key"));
+    if stored == 0 {
+        println!(
+            "checkpoints: none signed yet (`serve` signs one every evidence.checkpoint_minutes)"
+        );
+        return Ok(true);
+    }
+    if !key_file.exists() {
+        println!(
+            "checkpoints: {stored} stored, not checked: no signing key at {}",
+            key_file.display()
+        );
+        return Ok(true);
+    }
+    let key = SigningKey::load_or_create(store.dir(), config.evidence.signing_key.as_deref())?;
+    match faceprobe::record::checkpoint::audit(store.conn(), &key)? {
+        Ok(a) => {
+            let mut notes = Vec::new();
+            if a.other_key > 0 {
+                notes.push(format!(
+                    "{} signed by an earlier key (signature not checked)",
+                    a.other_key
+                ));
+            }
+            if a.event_gone > 0 {
+                notes.push(format!(
+                    "{} naming events retention deleted (chain value not compared)",
+                    a.event_gone
+                ));
+            }
+            println!(
+                "checkpoints: ok ({stored} signed, {} verified against key {} and the chain{})",
+                a.verified,
+                key.fingerprint(),
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", notes.join(", "))
+                }
+            );
+            Ok(true)
+        }
+        Err(why) => {
+            println!("checkpoints: BROKEN: {why}");
+            Ok(false)
+        }
+    }
 }

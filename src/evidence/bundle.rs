@@ -75,6 +75,8 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
         std::mem::take(&mut case.segment.chain_jsonl),
     );
     contents(&case, &signer, &mut files)?;
+    // Written out and reported on: the events' second copy in memory is not needed any more.
+    case.segment.events = Vec::new();
     let images: BTreeMap<String, Vec<u8>> = files
         .iter()
         .filter(|(k, _)| k.starts_with("canaries/") && k.ends_with(".jpg"))
@@ -100,9 +102,7 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
     files.insert("VERIFIER.txt".into(), fill(VERIFY_FR).into_bytes());
     files.insert("verify.py".into(), VERIFY_PY.as_bytes().to_vec());
 
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let user = who();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
@@ -135,7 +135,7 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
             "start_source": seg.start.source,
             "end": seg.end.event_id,
             "end_chain": hex::encode(seg.end.chain),
-            "events": seg.events.len(),
+            "events": seg.actor_events,
         },
         "build": {
             "by": user,
@@ -172,7 +172,7 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
         file: req.out.to_path_buf(),
         sha256,
         bytes,
-        events: seg.events.len() as u64,
+        events: seg.actor_events as u64,
         other_events_as_digests: seg.others,
         canaries: case.canaries.len() as u64,
         chain_start_after: seg.start.after,
@@ -187,7 +187,11 @@ fn contents(
     files: &mut BTreeMap<String, Vec<u8>>,
 ) -> Result<(), EvidenceError> {
     let seg = &case.segment;
-    let mut events = Vec::with_capacity(seg.events.len() * 600);
+    // Sized from the first line, so that the buffer is not copied to grow.
+    let per_line = seg.events.first().map_or(0, |e| {
+        serde_json::to_vec(&e.line()).map_or(0, |l| l.len() + l.len() / 4 + 64)
+    });
+    let mut events = Vec::with_capacity(seg.events.len() * per_line);
     for e in &seg.events {
         serde_json::to_writer(&mut events, &e.line())?;
         events.push(b'\n');
@@ -378,7 +382,7 @@ fn open_case(
             req.out.display().to_string(),
             sha256,
             bytes as i64,
-            case.segment.events.len() as i64
+            case.segment.actor_events as i64
         ],
     )?;
     tx.execute(
@@ -393,4 +397,35 @@ fn open_case(
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// Who builds the bundle: `$USER` or `$LOGNAME`, else the name of the process's user in
+/// /etc/passwd (a service or a container often sets neither variable), else `uid N`.
+fn who() -> String {
+    if let Some(name) = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|n| !n.is_empty())
+    {
+        return name;
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        });
+    let Some(uid) = uid else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }

@@ -444,6 +444,8 @@ fn report(case: &Case, config: &Config, signer: &SigningKey) -> Report {
             operator: config.evidence.operator.clone(),
             contact: config.evidence.contact.clone(),
             mode: format!("{:?}", config.effective_mode()).to_lowercase(),
+            checkpoint_minutes: config.evidence.checkpoint_minutes,
+            raw_ip_hours: config.record.raw_ip_hours,
         },
         actor: model::Actor {
             key: c.key.clone(),

@@ -25,8 +25,10 @@ pub struct Start {
 pub struct Segment {
     pub start: Start,
     pub end: Checkpoint,
-    /// The actor's events in it, in id order.
+    /// The actor's events in it, in id order (emptied once `events.jsonl` is written).
     pub events: Vec<Stored>,
+    /// How many events of the actor it holds.
+    pub actor_events: usize,
     /// Other visitors' events, present as digests only.
     pub others: u64,
     /// `chain.jsonl`, written while reading.
@@ -60,8 +62,11 @@ pub fn read(
         start: start.clone(),
         end: end.clone(),
         events: Vec::new(),
+        actor_events: 0,
         others: 0,
-        chain_jsonl: Vec::with_capacity(((end.event_id - start.after).max(0) as usize) * 96),
+        // A digest line is 107 bytes with a 7-digit id; room for those, the start and end
+        // lines, so that the buffer (the bundle's largest file) is never copied to grow.
+        chain_jsonl: Vec::with_capacity(((end.event_id - start.after).max(0) as usize) * 112 + 512),
         checkpoints: Vec::new(),
     };
     let mut prev = start.chain;
@@ -140,13 +145,14 @@ pub fn read(
             "source": seg.start.source,
         })
     )?;
-    head.append(&mut seg.chain_jsonl);
+    seg.actor_events = seg.events.len();
+    // Put in front in place (the capacity holds it), not by a second buffer of the same size.
+    seg.chain_jsonl.splice(0..0, head);
     writeln!(
-        head,
+        seg.chain_jsonl,
         "{}",
         serde_json::json!({"type": "end", "id": end.event_id, "chain": hex::encode(end.chain)})
     )?;
-    seg.chain_jsonl = head;
     seg.checkpoints = checkpoint::between(conn, seg.start.after, end.event_id)?;
     Ok(seg)
 }

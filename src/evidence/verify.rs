@@ -66,7 +66,9 @@ pub fn verify(path: &Path, key: Option<&str>) -> Result<Report, String> {
     let checkpoints = check_checkpoints(&files, public.as_deref(), &mut r);
     let events = check_events(&files, &mut r);
     check_chain(&files, &events, &checkpoints, manifest.as_ref(), &mut r);
-    check_canaries(&files, &mut r);
+    check_canaries(&files, &events, &mut r);
+    check_robots(&files, &events, &mut r);
+    check_site_images(&files, &events, &mut r);
     Ok(r)
 }
 
@@ -188,8 +190,13 @@ fn check_manifest(files: &Files, r: &mut Report) -> Option<serde_json::Value> {
     };
     let mut listed = BTreeSet::new();
     let mut bad = 0;
-    for f in m["files"].as_array().into_iter().flatten() {
-        let path = f["path"].as_str().unwrap_or_default().to_string();
+    for (n, f) in m["files"].as_array().into_iter().flatten().enumerate() {
+        let Some(path) = f["path"].as_str().filter(|p| !p.is_empty()) else {
+            r.fail(format!("manifest.json: file entry {} has no path", n + 1));
+            bad += 1;
+            continue;
+        };
+        let path = path.to_string();
         match files.get(&path) {
             None => {
                 r.fail(format!(
@@ -285,7 +292,7 @@ fn check_checkpoints(files: &Files, key: Option<&str>, r: &mut Report) -> Vec<Cp
     };
     let mut out = Vec::new();
     let mut bad = 0;
-    let mut last: Option<(i64, i64)> = None;
+    let mut last: Option<(i64, i64, String)> = None;
     for (n, line) in String::from_utf8_lossy(bytes).lines().enumerate() {
         let v: serde_json::Value = match serde_json::from_str(line) {
             Ok(v) => v,
@@ -324,15 +331,24 @@ fn check_checkpoints(files: &Files, key: Option<&str>, r: &mut Report) -> Vec<Cp
                 bad += 1;
             }
         }
-        if let Some((s, e)) = last {
-            if seq <= s || event_id < e {
-                r.fail(format!(
-                    "checkpoints.jsonl: checkpoint {seq} is out of order"
-                ));
+        if let Some((s, e, c)) = &last {
+            let why = if seq > s + 1 {
+                Some(format!("checkpoints {} to {} are missing", s + 1, seq - 1))
+            } else if seq != s + 1 || event_id < *e {
+                Some(format!("it is out of order after checkpoint {s}"))
+            } else if event_id == *e && chain != *c {
+                Some(format!(
+                    "it signs another chain value for event {e} than checkpoint {s}"
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                r.fail(format!("checkpoints.jsonl: checkpoint {seq}: {why}"));
                 bad += 1;
             }
         }
-        last = Some((seq, event_id));
+        last = Some((seq, event_id, chain.clone()));
         out.push(Cp { event_id, chain });
     }
     if bad == 0 {
@@ -344,7 +360,7 @@ fn check_checkpoints(files: &Files, key: Option<&str>, r: &mut Report) -> Vec<Cp
     out
 }
 
-fn check_events(files: &Files, r: &mut Report) -> BTreeMap<i64, (EventLine, [u8; 32])> {
+fn check_events(files: &Files, r: &mut Report) -> Events {
     let mut out = BTreeMap::new();
     let Some(bytes) = files.get("events.jsonl") else {
         r.fail("events.jsonl: missing");
@@ -369,6 +385,21 @@ fn check_events(files: &Files, r: &mut Report) -> BTreeMap<i64, (EventLine, [u8;
             bad += 1;
         }
         last = last.max(e.id);
+        if let Some(text) = &e.token_text {
+            let drawn = e
+                .token
+                .as_deref()
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| Token::from_bytes(&b))
+                .map(|t| t.to_string());
+            if drawn.as_ref() != Some(text) {
+                r.fail(format!(
+                    "events.jsonl: event {}: token_text {text:?} is not its token's text",
+                    e.id
+                ));
+                bad += 1;
+            }
+        }
         if e.opens() == Some(false) {
             r.fail(format!("events.jsonl: event {}: its address {:?} does not open its commitment (the address was changed)", e.id, e.client_ip.as_deref().unwrap_or("")));
             bad += 1;
@@ -395,7 +426,7 @@ fn check_events(files: &Files, r: &mut Report) -> BTreeMap<i64, (EventLine, [u8;
 
 fn check_chain(
     files: &Files,
-    events: &BTreeMap<i64, (EventLine, [u8; 32])>,
+    events: &Events,
     checkpoints: &[Cp],
     manifest: Option<&serde_json::Value>,
     r: &mut Report,
@@ -556,10 +587,19 @@ fn check_chain(
         }
     }
     if let Some(m) = manifest {
-        if m["chain"]["end"].as_i64() != Some(end_id)
-            || m["chain"]["end_chain"].as_str() != Some(&end_chain)
-        {
-            r.fail("manifest.json: names another end of the chain than chain.jsonl");
+        let c = &m["chain"];
+        let files_say = [
+            ("end", serde_json::json!(end_id)),
+            ("end_chain", serde_json::json!(end_chain)),
+            ("start_after", serde_json::json!(after)),
+            ("start_source", serde_json::json!(source)),
+            ("events", serde_json::json!(events.len())),
+        ];
+        for (field, actual) in files_say.iter().filter(|(f, v)| c[*f] != *v) {
+            r.fail(format!(
+                "manifest.json: chain.{field} is {}, chain.jsonl and events.jsonl say {actual}",
+                c[field]
+            ));
             bad += 1;
         }
     }
@@ -572,33 +612,110 @@ fn check_chain(
     }
 }
 
-fn check_canaries(files: &Files, r: &mut Report) {
-    let Some(index) = files.get("canaries/index.csv") else {
-        r.fail("canaries/index.csv: missing");
-        return;
+type Events = BTreeMap<i64, (EventLine, [u8; 32])>;
+
+/// A CSV file of the bundle as rows of named fields; `Err` says why it does not parse.
+fn csv_rows(
+    files: &Files,
+    name: &str,
+    need: &[&str],
+) -> Option<Result<Vec<HashMap<String, String>>, String>> {
+    let bytes = files.get(name)?;
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let header: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(str::to_string).collect(),
+        Err(e) => return Some(Err(format!("{name}: does not parse ({e})"))),
     };
-    let text = String::from_utf8_lossy(index);
+    if let Some(missing) = need.iter().find(|n| !header.iter().any(|h| h == *n)) {
+        return Some(Err(format!("{name}: its header has no {missing} column")));
+    }
+    let mut rows = Vec::new();
+    for (n, record) in reader.records().enumerate() {
+        match record {
+            Ok(r) => rows.push(
+                header
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().map(str::to_string))
+                    .collect(),
+            ),
+            Err(e) => return Some(Err(format!("{name} line {}: does not parse ({e})", n + 2))),
+        }
+    }
+    Some(Ok(rows))
+}
+
+/// The event ids of a CSV field (`"12 15 19"`), each required in `events.jsonl`; `token`, when
+/// given, is what each of them must have fetched.
+fn check_event_ids(
+    field: &str,
+    token: Option<&str>,
+    events: &Events,
+    at: &str,
+    r: &mut Report,
+) -> usize {
+    let mut bad = 0;
+    for id in field.split_whitespace() {
+        let found = id.parse::<i64>().ok().and_then(|id| events.get(&id));
+        let why = match (found, token) {
+            (None, _) => Some("is not in events.jsonl"),
+            (Some((e, _)), Some(t)) if e.token_text.as_deref() != Some(t) => {
+                Some("fetched another token")
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            r.fail(format!("{at}: event {id:?} {why}"));
+            bad += 1;
+        }
+    }
+    bad
+}
+
+fn check_canaries(files: &Files, events: &Events, r: &mut Report) {
+    const NEED: [&str; 12] = [
+        "token",
+        "file",
+        "sha256",
+        "identity_seed",
+        "variant_seed",
+        "size",
+        "jpeg_quality",
+        "phash",
+        "dhash",
+        "first_fetch_ms",
+        "fetches",
+        "event_ids",
+    ];
+    let rows = match csv_rows(files, "canaries/index.csv", &NEED) {
+        None => return r.fail("canaries/index.csv: missing"),
+        Some(Err(why)) => return r.fail(why),
+        Some(Ok(rows)) => rows,
+    };
     let mut bad = 0;
     let mut n = 0;
-    for line in text.lines().skip(1).filter(|l| !l.is_empty()) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() < 12 {
-            r.fail(format!(
-                "canaries/index.csv: a line has too few fields: {line:?}"
-            ));
-            bad += 1;
-            continue;
-        }
-        let (token, file, sha_hex) = (f[0], f[1], f[2]);
+    let mut listed = BTreeSet::new();
+    for row in &rows {
+        let f = |k: &str| row[k].as_str();
+        // A leading `'` is the spreadsheet guard of docs/evidence-format.md.
+        let token = f("token").strip_prefix('\'').unwrap_or(f("token"));
+        let (file, sha_hex) = (f("file"), f("sha256"));
+        bad += check_event_ids(
+            f("event_ids"),
+            Some(token),
+            events,
+            &format!("canaries/index.csv, token {token:?}"),
+            r,
+        );
         let (Ok(t), Ok(identity), Ok(variant), Ok(size), Ok(quality)) = (
             token.parse::<Token>(),
-            f[3].parse::<u64>(),
-            f[4].parse::<u64>(),
-            f[5].parse::<u32>(),
-            f[6].parse::<u8>(),
+            f("identity_seed").parse::<u64>(),
+            f("variant_seed").parse::<u64>(),
+            f("size").parse::<u32>(),
+            f("jpeg_quality").parse::<u8>(),
         ) else {
             r.fail(format!(
-                "canaries/index.csv: the line of {token} does not parse"
+                "canaries/index.csv: the line of {token:?} does not parse"
             ));
             bad += 1;
             continue;
@@ -606,12 +723,13 @@ fn check_canaries(files: &Files, r: &mut Report) {
         if file.is_empty() {
             continue;
         }
+        listed.insert(file.to_string());
         n += 1;
         let image = crate::canary::render::render_seeds(identity, variant, size);
         let again = crate::canary::marks::encode_jpeg(&image, &t, quality).unwrap_or_default();
         let hashes =
             crate::canary::hash::Scheme::new().hashes(&crate::canary::hash::Frame::of_rgb(&image));
-        let stored_hashes = (
+        let drawn_hashes = (
             format!("{:016x}", hashes.phash),
             format!("{:016x}", hashes.dhash),
         );
@@ -627,8 +745,9 @@ fn check_canaries(files: &Files, r: &mut Report) {
                 bad += 1;
             }
             Some(_)
-                if !f[7].is_empty()
-                    && (f[7], f[8]) != (stored_hashes.0.as_str(), stored_hashes.1.as_str()) =>
+                if !f("phash").is_empty()
+                    && (f("phash"), f("dhash"))
+                        != (drawn_hashes.0.as_str(), drawn_hashes.1.as_str()) =>
             {
                 r.fail(format!("{file}: its seeds draw an image whose hashes differ from those stored when it was served"));
                 bad += 1;
@@ -636,7 +755,64 @@ fn check_canaries(files: &Files, r: &mut Report) {
             _ => {}
         }
     }
+    for name in files.keys() {
+        if name.starts_with("canaries/") && name != "canaries/index.csv" && !listed.contains(name) {
+            r.fail(format!("{name}: not in canaries/index.csv"));
+            bad += 1;
+        }
+    }
     if bad == 0 {
-        r.pass(format!("canaries: {n} images re-rendered from their seeds, identical to the bundle's and to the hashes stored when served"));
+        r.pass(format!("canaries: {n} images re-rendered from their seeds, identical to the bundle's and to the hashes stored when served; every fetch listed is in events.jsonl"));
+    }
+}
+
+/// `robots/SHA.txt`: each named by its SHA-256, and each version an event says it was served
+/// present.
+fn check_robots(files: &Files, events: &Events, r: &mut Report) {
+    let mut bad = 0;
+    let mut n = 0;
+    for (name, bytes) in files.range("robots/".to_string()..) {
+        let Some(file) = name.strip_prefix("robots/") else {
+            break;
+        };
+        n += 1;
+        if file.strip_suffix(".txt") != Some(sha(bytes).as_str()) {
+            r.fail(format!("{name}: its SHA-256 is not its name (changed)"));
+            bad += 1;
+        }
+    }
+    for (id, (e, _)) in events {
+        if let Some(h) = &e.robots_sha256 {
+            if !files.contains_key(&format!("robots/{h}.txt")) {
+                r.fail(format!(
+                    "events.jsonl: event {id}: the robots.txt it was served (robots/{h}.txt) is not in the bundle"
+                ));
+                bad += 1;
+            }
+        }
+    }
+    if bad == 0 {
+        r.pass(format!(
+            "robots/: {n} robots.txt versions, each named by its SHA-256"
+        ));
+    }
+}
+
+fn check_site_images(files: &Files, events: &Events, r: &mut Report) {
+    let rows = match csv_rows(files, "site-images.csv", &["path", "event_ids"]) {
+        None => return r.fail("site-images.csv: missing"),
+        Some(Err(why)) => return r.fail(why),
+        Some(Ok(rows)) => rows,
+    };
+    let mut bad = 0;
+    for row in &rows {
+        let at = format!("site-images.csv, {:?}", row["path"]);
+        bad += check_event_ids(&row["event_ids"], None, events, &at, r);
+    }
+    if bad == 0 {
+        r.pass(format!(
+            "site-images.csv: {} images, every fetch listed is in events.jsonl",
+            rows.len()
+        ));
     }
 }

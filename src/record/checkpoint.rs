@@ -136,6 +136,77 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<Checkpoint> {
     })
 }
 
+/// What `db check` found of the stored checkpoints.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Audit {
+    /// Checkpoints whose message, signature and chain value all hold.
+    pub verified: u64,
+    /// Signed by another key than the one given (the key was replaced): fields and chain value
+    /// checked, the signature not.
+    pub other_key: u64,
+    /// Naming an event retention has since deleted: message and signature checked, the chain
+    /// value not.
+    pub event_gone: u64,
+}
+
+/// Checks every stored checkpoint: `seq` runs 1, 2, … without a gap; each message says the
+/// values stored beside it; each signature made by `key` holds; and the event it names, while
+/// kept, carries the chain value it signed. `Err` names the first checkpoint that fails and why.
+pub fn audit(conn: &Connection, key: &SigningKey) -> Result<Result<Audit, String>, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM checkpoints ORDER BY seq"))?;
+    let all = stmt
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut chain_of = conn.prepare("SELECT chain FROM events WHERE id = ?1")?;
+    let fingerprint = key.fingerprint();
+    let public = key.public_line();
+    let mut audit = Audit::default();
+    for (i, c) in all.iter().enumerate() {
+        let seq = c.seq;
+        if seq != i as i64 + 1 {
+            return Ok(Err(format!(
+                "checkpoint {seq} follows checkpoint {i}: checkpoints are missing"
+            )));
+        }
+        let fields = format!(
+            "\nseq: {seq}\nevent: {}\nchain: {}\ntime_ms: {}\nevents: {}\n",
+            c.event_id,
+            hex::encode(c.chain),
+            c.ts_ms,
+            c.events
+        );
+        if !c.message.starts_with("faceprobe checkpoint v1\n") || !c.message.ends_with(&fields) {
+            return Ok(Err(format!(
+                "checkpoint {seq}: its signed message says other values than its row"
+            )));
+        }
+        let own_key = c.key_fingerprint == fingerprint;
+        if own_key {
+            if let Err(why) = crate::store::signing::verify(
+                &public,
+                NAMESPACE_CHECKPOINT,
+                c.message.as_bytes(),
+                &c.signature,
+            ) {
+                return Ok(Err(format!("checkpoint {seq}: {why}")));
+            }
+        }
+        let stored: Option<Vec<u8>> = chain_of.query_row([c.event_id], |r| r.get(0)).optional()?;
+        match stored {
+            Some(v) if v.as_slice() != c.chain.as_slice() => {
+                return Ok(Err(format!(
+                    "checkpoint {seq}: event {} now carries another chain value than the one signed",
+                    c.event_id
+                )));
+            }
+            None => audit.event_gone += 1,
+            Some(_) if !own_key => audit.other_key += 1,
+            Some(_) => audit.verified += 1,
+        }
+    }
+    Ok(Ok(audit))
+}
+
 /// The newest checkpoint.
 pub fn latest(conn: &Connection) -> Result<Option<Checkpoint>, StoreError> {
     Ok(conn
@@ -253,6 +324,73 @@ mod tests {
             params![id, &[id as u8; 32][..]],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn the_audit_holds_on_true_checkpoints_and_names_each_kind_of_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::load_or_create(dir.path(), None).unwrap();
+        let mut conn = Store::open(dir.path()).unwrap().into_conn();
+        for id in 1..=3 {
+            add_event(&conn, id);
+            sign_head(&mut conn, &key, "https://s", "interval").unwrap();
+        }
+        assert_eq!(
+            audit(&conn, &key).unwrap(),
+            Ok(Audit {
+                verified: 3,
+                ..Audit::default()
+            })
+        );
+        let expect_err = |conn: &Connection, needle: &str| {
+            let why = audit(conn, &key).unwrap().unwrap_err();
+            assert!(why.contains(needle), "{why}");
+        };
+        // The event's chain value rewritten after it was signed.
+        conn.execute(
+            "UPDATE events SET chain = ?1 WHERE id = 2",
+            [&[9u8; 32][..]],
+        )
+        .unwrap();
+        expect_err(
+            &conn,
+            "checkpoint 2: event 2 now carries another chain value",
+        );
+        conn.execute(
+            "UPDATE events SET chain = ?1 WHERE id = 2",
+            [&[2u8; 32][..]],
+        )
+        .unwrap();
+        // A row's value changed without re-signing.
+        conn.execute("UPDATE checkpoints SET events = 7 WHERE seq = 3", [])
+            .unwrap();
+        expect_err(&conn, "checkpoint 3: its signed message says other values");
+        conn.execute("UPDATE checkpoints SET events = 3 WHERE seq = 3", [])
+            .unwrap();
+        // A message and its row changed together: the signature fails.
+        conn.execute(
+            "UPDATE checkpoints SET ts_ms = ts_ms + 1,
+                 message = replace(message, 'time_ms: ' || ts_ms, 'time_ms: ' || (ts_ms + 1))
+             WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+        expect_err(&conn, "checkpoint 1: the signature does not match");
+        conn.execute(
+            "UPDATE checkpoints SET ts_ms = ts_ms - 1,
+                 message = replace(message, 'time_ms: ' || (ts_ms + 0), 'time_ms: ' || (ts_ms - 1))
+             WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+        assert!(audit(&conn, &key).unwrap().is_ok());
+        // Retention deleted an event: its checkpoint's chain value can no longer be compared.
+        conn.execute("DELETE FROM events WHERE id = 1", []).unwrap();
+        assert_eq!(audit(&conn, &key).unwrap().map(|a| a.event_gone), Ok(1));
+        // A checkpoint removed.
+        conn.execute("DELETE FROM checkpoints WHERE seq = 2", [])
+            .unwrap();
+        expect_err(&conn, "checkpoint 3 follows checkpoint 1");
     }
 
     #[test]

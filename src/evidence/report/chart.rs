@@ -118,14 +118,21 @@ pub fn chart_svg(report: &Report, lang: Lang) -> Result<String, ReportError> {
             .build_cartesian_2d(0f64..n as f64, 0f64..top as f64)
             .map_err(|e| err(&e))?;
         let every = n.div_ceil(8).max(1);
+        let spanned = match (buckets.first(), buckets.last()) {
+            (Some(a), Some(b)) => b.end_ms - a.start_ms,
+            _ => 0,
+        };
+        // Minutes apart at most: the ticks need their seconds to differ.
+        let clock = if spanned < 30 * 60_000 {
+            fmt::clock_seconds
+        } else {
+            fmt::clock
+        };
         let x_fmt = |v: &f64| {
             let i = v.round() as usize;
             match buckets.get(i) {
-                Some(b) if i.is_multiple_of(every) => fmt::clock(b.start_ms),
-                None if i == n => buckets
-                    .last()
-                    .map(|b| fmt::clock(b.end_ms))
-                    .unwrap_or_default(),
+                Some(b) if i.is_multiple_of(every) => clock(b.start_ms),
+                None if i == n => buckets.last().map(|b| clock(b.end_ms)).unwrap_or_default(),
                 _ => String::new(),
             }
         };

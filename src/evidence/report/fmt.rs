@@ -30,6 +30,14 @@ pub(crate) fn clock(ms: i64) -> String {
     }
 }
 
+/// `09:14:05`, for a chart that spans minutes rather than hours.
+pub(crate) fn clock_seconds(ms: i64) -> String {
+    match utc(ms) {
+        Some(s) => s[11..19].to_string(),
+        None => String::new(),
+    }
+}
+
 /// `2026-12-03T09:14:05Z`, the one format humantime writes.
 fn utc(ms: i64) -> Option<String> {
     let ms = u64::try_from(ms).ok().filter(|&m| m > 0)?;
@@ -130,6 +138,13 @@ pub(crate) fn span(lang: Lang, ms: i64) -> String {
         format!("{h} h {m:02} min")
     } else if m > 0 {
         format!("{m} min")
+    } else if ms % 1000 != 0 && ms < 10_000 {
+        // A burst of a few seconds has buckets shorter than a second: 0.2 s, not 0 s.
+        let tenths = format!("{:.1}", ms.max(0) as f64 / 1000.0);
+        match lang {
+            Lang::Fr => format!("{} s", tenths.replace('.', ",")),
+            Lang::En => format!("{tenths} s"),
+        }
     } else {
         format!("{s} s")
     }
@@ -189,5 +204,26 @@ pub(crate) fn plural<'a>(lang: Lang, n: u64, one: &'a str, many: &'a str) -> &'a
         one
     } else {
         many
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_under_a_second_is_not_shown_as_nothing() {
+        assert_eq!(span(Lang::Fr, 120), "0,1 s");
+        assert_eq!(span(Lang::En, 1_500), "1.5 s");
+        assert_eq!(span(Lang::En, 42_000), "42 s");
+        assert_eq!(span(Lang::Fr, 3 * 3_600_000 + 5 * 60_000), "3 h 05 min");
+    }
+
+    #[test]
+    fn clock_seconds_keeps_the_seconds() {
+        // 2026-12-03T14:06:06Z
+        let ms = 1_796_306_766_000;
+        assert_eq!(clock(ms), "14:06");
+        assert_eq!(clock_seconds(ms), "14:06:06");
     }
 }

@@ -43,6 +43,10 @@ pub struct Deployment {
     pub contact: String,
     /// `proxy`, `embed` or `demo`.
     pub mode: String,
+    /// How often the server signs its chain head (`evidence.checkpoint_minutes`).
+    pub checkpoint_minutes: u64,
+    /// After how long a visitor's address is replaced by its pseudonym (`record.raw_ip_hours`).
+    pub raw_ip_hours: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

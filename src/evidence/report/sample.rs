@@ -83,6 +83,8 @@ pub(crate) fn report() -> Report {
             operator: "Association Photo-Club de Belleville".into(),
             contact: "dpo@photos.example.org".into(),
             mode: "proxy".into(),
+            checkpoint_minutes: 10,
+            raw_ip_hours: 72,
         },
         actor: Actor {
             key: "k:3f9c2a7e41b08d55c6e1aa90".into(),

@@ -1255,20 +1255,27 @@ fn key_url(r: &Report) -> String {
 
 fn method(r: &Report, lang: Lang) -> Section {
     let url = key_url(r);
+    let d = &r.deployment;
+    let every = match (lang, d.checkpoint_minutes) {
+        (Lang::Fr, 1) => "Chaque minute".to_string(),
+        (Lang::Fr, m) => format!("Toutes les {m} minutes"),
+        (Lang::En, 1) => "Every minute".to_string(),
+        (Lang::En, m) => format!("Every {m} minutes"),
+    };
     let items: Vec<Vec<Span>> = match lang {
         Lang::Fr => vec![
             vec![plain("Chaque requête reçue par le site est enregistrée au moment où elle est servie — date, adresse, agent utilisateur, chemin, réponse — dans une base SQLite sur le serveur du site.")],
             vec![plain("Les enregistrements forment une chaîne de hachage : l'empreinte SHA-256 de chaque événement inclut celle de l'événement précédent, si bien que modifier, insérer ou supprimer un enregistrement change toutes les empreintes qui suivent.")],
-            vec![plain("Toutes les 10 minutes, le serveur signe la tête de la chaîne (point de contrôle) avec une clé Ed25519. La clé publique est publiée sur le site lui-même, à l'adresse "), mono(url), plain(" : elle est rattachée au domaine, non à ce dossier.")],
-            vec![plain("Les adresses IP des visiteurs ordinaires sont remplacées par un pseudonyme à clé après 72 heures.")],
+            vec![plain(format!("{every}, le serveur signe la tête de la chaîne (point de contrôle) avec une clé Ed25519. La clé publique est publiée sur le site lui-même, à l'adresse ")), mono(url.clone()), plain(" : elle est rattachée au domaine, non à ce dossier.")],
+            vec![plain(format!("Les adresses IP des visiteurs ordinaires sont remplacées par un pseudonyme à clé après {} heures.", d.raw_ip_hours))],
             vec![plain("Le dossier ne contient que les enregistrements de cet acteur. Les événements des autres visiteurs qui s'intercalent dans la chaîne n'y figurent que sous forme d'empreintes : ils ne révèlent rien de ces visiteurs, mais permettent de recalculer la chaîne.")],
             vec![plain("Les chaînes envoyées par le client (agents, chemins) sont reproduites telles quelles ; les caractères de contrôle ou de direction d'écriture y sont notés \\u{…} afin de rester visibles.")],
         ],
         Lang::En => vec![
             vec![plain("Every request the site receives is recorded as it is served — time, address, user agent, path, response — in an SQLite database on the site's server.")],
             vec![plain("The records form a hash chain: each event's SHA-256 digest includes the previous event's, so changing, inserting or deleting a record changes every digest after it.")],
-            vec![plain("Every 10 minutes the server signs the head of the chain (a checkpoint) with an Ed25519 key. The public key is published on the site itself, at "), mono(url), plain(": it is tied to the domain, not to this file.")],
-            vec![plain("The IP addresses of ordinary visitors are replaced by a keyed pseudonym after 72 hours.")],
+            vec![plain(format!("{every} the server signs the head of the chain (a checkpoint) with an Ed25519 key. The public key is published on the site itself, at ")), mono(url), plain(": it is tied to the domain, not to this file.")],
+            vec![plain(format!("The IP addresses of ordinary visitors are replaced by a keyed pseudonym after {} hours.", d.raw_ip_hours))],
             vec![plain("The bundle holds this actor's records only. Other visitors' events that fall between them in the chain are present as digests alone: they reveal nothing about those visitors, yet let the chain be recomputed.")],
             vec![plain("Strings sent by the client (agents, paths) are reproduced as sent; control and text-direction characters are written \\u{…} so that they stay visible.")],
         ],

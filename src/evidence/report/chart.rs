@@ -111,7 +111,7 @@ pub fn chart_svg(report: &Report, lang: Lang) -> Result<String, ReportError> {
 
         let label = (FONT, 18).into_font();
         let mut chart = ChartBuilder::on(&plot)
-            .margin_right(16)
+            .margin_right(40)
             .margin_top(6)
             .x_label_area_size(44)
             .y_label_area_size(70)

@@ -1417,7 +1417,9 @@ fn integrity(r: &Report, lang: Lang) -> Section {
         fact(
             t(lang, "Autres visiteurs", "Other visitors"),
             vec![plain(match lang {
+                Lang::Fr if i.other_events_as_digests < 2 => format!("{} événement présent sous forme d'empreinte seulement", int(lang, i.other_events_as_digests)),
                 Lang::Fr => format!("{} événements présents sous forme d'empreintes seulement", int(lang, i.other_events_as_digests)),
+                Lang::En if i.other_events_as_digests == 1 => "1 event present as a digest only".to_string(),
                 Lang::En => format!("{} events present as digests only", int(lang, i.other_events_as_digests)),
             })],
         ),

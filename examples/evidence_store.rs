@@ -56,7 +56,7 @@ fn main() {
         tokens::scheme_id(store.conn(), scheme.name(), scheme.params()).expect("scheme")
     };
     let config = RecordConfig {
-        synchronous: "normal".into(),
+        synchronous: faceprobe::config::Synchronous::Normal,
         ..RecordConfig::default()
     };
     let metrics = Arc::new(Metrics::default());

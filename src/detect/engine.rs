@@ -8,10 +8,10 @@
 
 use super::client::{Client, Crawler, Reached};
 use super::cluster::{self, FpGroup};
-use super::config::DetectConfig;
 use super::signals::{self, handoff, robots::RobotsRules, Facts, SignalId, ALL};
 use super::verify::Verdict;
 use super::{Level, Seen};
+use crate::config::detect::DetectConfig;
 use crate::record::Kind;
 use crate::store::now_ms;
 use lru::LruCache;

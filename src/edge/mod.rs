@@ -151,8 +151,7 @@ pub async fn serve(
             config: config.detect.clone(),
             raw_ip_hours: config.record.raw_ip_hours,
             secret,
-            alert_level: crate::detect::Level::parse(&config.alert.level)
-                .unwrap_or(crate::detect::Level::Harvester),
+            alert_level: config.alert.level,
             notify: match config.alert.webhooks.is_empty() {
                 true => None,
                 false => Some(Box::new(crate::detect::alert::Alerts::start(
@@ -178,7 +177,7 @@ pub async fn serve(
         metrics.clone(),
     )?;
     let s = &config.serve;
-    let bind = |addr: &str, key, fix| {
+    let bind = |addr: std::net::SocketAddr, key, fix| {
         let addr = addr.to_string();
         async move {
             TcpListener::bind(&addr)
@@ -191,8 +190,8 @@ pub async fn serve(
                 })
         }
     };
-    let public = bind(&s.listen, "serve.listen", "--listen ADDR or serve.listen").await?;
-    let admin_listener = bind(&s.admin_listen, "serve.admin_listen", "serve.admin_listen").await?;
+    let public = bind(s.listen, "serve.listen", "--listen ADDR or serve.listen").await?;
+    let admin_listener = bind(s.admin_listen, "serve.admin_listen", "serve.admin_listen").await?;
     let worker_count = workers::count(s.workers);
     let timers = (0..worker_count)
         .map(|i| coarse::Coarse::start(&format!("faceprobe-timer-{i}")))
@@ -205,8 +204,9 @@ pub async fn serve(
         mode,
         proxies: match mode {
             Mode::Proxy => {
-                let upstream =
-                    proxy::Upstream::parse(&s.upstream).expect("validated with the config");
+                let Some(upstream) = s.upstream.clone() else {
+                    unreachable!("proxy mode has an upstream (checked with the config)")
+                };
                 let timeout = Duration::from_secs(s.upstream_timeout_secs);
                 timers
                     .iter()
@@ -224,7 +224,7 @@ pub async fn serve(
             config.log.total_per_second,
             metrics.clone(),
         ),
-        trusted: client::Trusted::parse(&s.trusted_proxies),
+        trusted: client::Trusted::new(s.trusted_proxies.clone()),
         keys: client::Keys::new(&secret),
         placements: Arc::new(inject::Placements::new(PLACEMENTS_BUDGET)),
         robots_seen: Mutex::new(HashSet::new()),
@@ -242,7 +242,10 @@ pub async fn serve(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let what = match mode {
-        Mode::Proxy => format!("proxy to {}", s.upstream),
+        Mode::Proxy => format!(
+            "proxy to {}",
+            s.upstream.as_ref().map_or("", |u| u.as_str())
+        ),
         Mode::Embed => "embed (faceprobe paths only)".to_string(),
         _ => "demo site (no upstream configured)".to_string(),
     };

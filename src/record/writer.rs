@@ -8,7 +8,7 @@
 use super::event::{chain_next, ip_commitment, Chained, Event, Mint};
 use super::headers::HeaderSets;
 use super::{privacy, Record, RecordError};
-use crate::config::RecordConfig;
+use crate::config::{RecordConfig, Synchronous};
 use crate::detect::Seen;
 use crate::metrics::Metrics;
 use crate::store::{now_ms, tokens, Store, StoreError};
@@ -102,7 +102,7 @@ pub fn start(
 ) -> Result<(super::Recorder, WriterHandle), StoreError> {
     let store = Store::open(data_dir)?;
     let conn = store.into_conn();
-    conn.pragma_update(None, "synchronous", config.synchronous.to_uppercase())?;
+    conn.pragma_update(None, "synchronous", config.synchronous.pragma())?;
     // A batch touches thousands of index pages: a small page cache spills them to the WAL
     // mid-transaction. 64 MiB keeps a batch in memory. Checkpoints (copying the WAL into the
     // database, with its fsync) run on their own thread, beside the writer: on the writer they
@@ -125,10 +125,7 @@ pub fn start(
         last_purge: None,
         feed: None,
         header_sets: HeaderSets::default(),
-        synced: config
-            .synchronous
-            .eq_ignore_ascii_case("full")
-            .then_some(true),
+        synced: (config.synchronous == Synchronous::Full).then_some(true),
     };
     let ticker = tx.downgrade();
     let interval = Duration::from_secs(config.purge_interval_secs.min(60));
@@ -691,7 +688,7 @@ mod tests {
 
     fn config() -> RecordConfig {
         RecordConfig {
-            synchronous: "normal".into(),
+            synchronous: crate::config::Synchronous::Normal,
             ..RecordConfig::default()
         }
     }
@@ -877,7 +874,7 @@ mod tests {
     fn with_synchronous_full_only_batches_someone_waits_for_are_synced_at_commit() {
         let dir = tempfile::tempdir().unwrap();
         let full = RecordConfig {
-            synchronous: "full".into(),
+            synchronous: crate::config::Synchronous::Full,
             ..config()
         };
         let metrics = Arc::new(Metrics::default());

@@ -180,7 +180,7 @@ impl Engine {
                 .ip
                 .as_deref()
                 .and_then(|ip| ip.parse().ok())
-                .map(crate::edge::client::prefix),
+                .map(crate::record::privacy::prefix),
             agent: s.user_agent.clone(),
             fingerprint: cluster::fingerprint(s),
             first_ms: s.ts_ms,

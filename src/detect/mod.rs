@@ -13,6 +13,7 @@ pub mod engine;
 pub mod runner;
 pub mod seen;
 pub mod signals;
+pub mod stored;
 pub mod verify;
 
 pub use crate::config::detect::{DetectConfig, Level};

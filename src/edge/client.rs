@@ -134,13 +134,7 @@ impl Keys {
     }
 }
 
-/// The address prefix a client belongs to (/24 for IPv4, /56 for IPv6), as text.
-pub fn prefix(ip: IpAddr) -> String {
-    let len = if ip.is_ipv4() { 24 } else { 56 };
-    IpNet::new(ip, len)
-        .map(|n| n.trunc().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
+pub use crate::record::privacy::prefix;
 
 /// Who is on one connection. The client address, its key and its text are worked out for the
 /// first request and reused while they stay the same: a keep-alive connection usually sends

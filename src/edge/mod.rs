@@ -377,7 +377,7 @@ pub async fn serve(
 }
 
 /// Where the site publishes the signing key (every mode).
-pub const KEY_PATH: &str = "/.well-known/faceprobe-key.pub";
+pub use crate::record::published::KEY_PATH;
 
 /// robots.txt when faceprobe answers it itself (demo and embed modes), and where it is from.
 fn own_robots(mode: Mode) -> (String, &'static str) {

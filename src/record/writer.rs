@@ -6,10 +6,10 @@
 //! dropped events are counted. The thread ends when every sender is gone and the queue is empty.
 
 use super::event::{chain_next, ip_commitment, Chained, Event, Mint};
+use super::feed::{depth_of, status_of, Seen};
 use super::headers::HeaderSets;
 use super::{privacy, Record, RecordError};
 use crate::config::{RecordConfig, Synchronous};
-use crate::detect::Seen;
 use crate::metrics::Metrics;
 use crate::store::{now_ms, tokens, Store, StoreError};
 use rand::{Rng, SeedableRng};
@@ -625,10 +625,7 @@ fn seen_of(
         Some(token) => tx
             .prepare_cached("SELECT client_key, depth FROM tokens WHERE token = ?1")?
             .query_row([token], |r| {
-                Ok((
-                    Some(r.get::<_, String>(0)?),
-                    Some(crate::detect::seen::depth_of(r.get(1)?)),
-                ))
+                Ok((Some(r.get::<_, String>(0)?), Some(depth_of(r.get(1)?))))
             })
             .optional()?
             .unwrap_or((None, None)),
@@ -644,7 +641,7 @@ fn seen_of(
         kind: Some(kind),
         path: c.path,
         query: c.query,
-        status: crate::detect::seen::status_of(c.status),
+        status: status_of(c.status),
         user_agent: c.user_agent,
         accept: c.accept,
         accept_language: c.accept_language.is_some(),

@@ -106,7 +106,7 @@ impl RobotsRules {
             let body = bodies
                 .get(sha)
                 .map(String::as_str)
-                .unwrap_or(crate::edge::robots::DEFAULT);
+                .unwrap_or(crate::record::published::DEFAULT_ROBOTS);
             texting_robots::Robot::new(token, body.as_bytes()).ok()
         });
         robot.as_ref().is_some_and(|r| !r.allowed(target))

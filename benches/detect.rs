@@ -450,7 +450,7 @@ fn store(n: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     // `normal` only to build the store faster; reading does not depend on it.
     let config = RecordConfig {
-        synchronous: "normal".into(),
+        synchronous: faceprobe::config::Synchronous::Normal,
         ..RecordConfig::default()
     };
     let (rec, writer) = record::start(dir.path(), &config, [1; 32], Arc::new(Metrics::default()))

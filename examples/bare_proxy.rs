@@ -76,7 +76,7 @@ fn main() {
         Arc::new(Recording {
             recorder,
             keys: Keys::new(&secret),
-            trusted: Trusted::parse(&[]),
+            trusted: Trusted::new(Vec::new()),
         })
     });
     // One listener per worker (SO_REUSEPORT): the kernel spreads the connections.

@@ -15,7 +15,7 @@ use faceprobe::detect::{Client, Level};
 use faceprobe::metrics::Metrics;
 use faceprobe::record::event::{Mint, TokenHashes};
 use faceprobe::record::{self, Event, Kind};
-use faceprobe::store::{clients, now_ms, tokens, Store};
+use faceprobe::store::{now_ms, tokens, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,7 +56,7 @@ fn main() {
         tokens::scheme_id(store.conn(), scheme.name(), scheme.params()).expect("scheme")
     };
     let config = RecordConfig {
-        synchronous: "normal".into(),
+        synchronous: faceprobe::config::Synchronous::Normal,
         ..RecordConfig::default()
     };
     let metrics = Arc::new(Metrics::default());
@@ -90,7 +90,7 @@ fn main() {
         level: Some(Level::Harvester),
         ..Client::default()
     };
-    clients::upsert(store.conn(), &client, now_ms()).expect("client");
+    faceprobe::detect::stored::upsert(store.conn(), &client, now_ms()).expect("client");
     eprintln!(
         "{events} events ({actor_n} of {ACTOR}) written to {} in {:.1} s",
         dir.display(),

@@ -10,7 +10,7 @@
 //! browser's headers, a path, a query. Peak memory (VmHWM) is printed at the end. LINGER_US
 //! overrides `record.background_linger_us` (default: faceprobe's default).
 
-use faceprobe::config::RecordConfig;
+use faceprobe::config::{RecordConfig, Synchronous};
 use faceprobe::metrics::Metrics;
 use faceprobe::record::{self, Event, Kind};
 use faceprobe::store::now_ms;
@@ -69,7 +69,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let defaults = RecordConfig::default();
     let config = RecordConfig {
-        synchronous: sync.clone(),
+        synchronous: match sync.as_str() {
+            "full" => Synchronous::Full,
+            "normal" => Synchronous::Normal,
+            other => panic!("synchronous is full or normal, not {other}"),
+        },
         background_linger_us: arg(5)
             .and_then(|a| a.parse().ok())
             .unwrap_or(defaults.background_linger_us),

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber; a second call is a no-op.
 pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("faceprobe={}", config.level)));
+        .unwrap_or_else(|_| EnvFilter::new(format!("faceprobe={}", config.level.as_str())));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

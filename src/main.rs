@@ -46,6 +46,16 @@ enum Command {
     /// The database.
     #[command(subcommand)]
     Db(DbCommand),
+    /// The configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check the config file: print the effective configuration (secrets masked), or every
+    /// problem in it (exit 1).
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -76,6 +86,10 @@ enum DbCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Its own exit status: 1 for a bad file, where the other commands exit 2 before running.
+    if let Command::Config(ConfigCommand::Check) = cli.command {
+        return cmd::config::check(cli.config.as_deref());
+    }
     let config = match faceprobe::config::Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -93,6 +107,9 @@ fn main() -> ExitCode {
         Command::Evidence(EvidenceCommand::Verify(args)) => cmd::evidence::verify(args),
         Command::Key(KeyCommand::Show) => cmd::key::show(&config),
         Command::Db(DbCommand::Check) => cmd::db::check(&config),
+        Command::Config(ConfigCommand::Check) => {
+            unreachable!("handled before the config is loaded")
+        }
     };
     match result {
         Ok(code) => code,

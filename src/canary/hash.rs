@@ -218,23 +218,7 @@ impl Pyramid {
     }
 }
 
-/// The hashes kept for every token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Hashes {
-    /// DCT hash (pHash) of the whole frame.
-    pub phash: u64,
-    /// Gradient hash (dHash) of the whole frame.
-    pub dhash: u64,
-    /// pHash of the central region `CENTER`, for finding cropped copies.
-    pub center_phash: u64,
-}
-
-impl Hashes {
-    /// Summed Hamming distance of the whole-frame hashes (0..=128).
-    pub fn full_distance(&self, other_phash: u64, other_dhash: u64) -> u32 {
-        (self.phash ^ other_phash).count_ones() + (self.dhash ^ other_dhash).count_ones()
-    }
-}
+pub use crate::store::tokens::Hashes;
 
 /// The hashers and the name under which their output is stored.
 pub struct Scheme {

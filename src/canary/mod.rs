@@ -18,9 +18,9 @@ pub mod mint;
 mod palette;
 pub mod render;
 mod texture;
-pub mod token;
 pub mod variant;
 
+/// Tokens are the store's rows' keys; minted here, defined there.
+pub use crate::store::token::{self, Token};
 pub use identity::Identity;
-pub use token::Token;
 pub use variant::Variant;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use faceprobe::config::Config;
-use faceprobe::detect::Client;
+use faceprobe::detect::{stored, Client};
 use faceprobe::store::{clients, now_ms, Store};
 use std::process::ExitCode;
 
@@ -41,7 +41,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let mut conn = store.into_conn();
     match args.action {
         Some(Action::Dismiss { key, note }) => {
-            if !clients::dismiss(&mut conn, &key, &note, now_ms())? {
+            if !stored::dismiss(&mut conn, &key, &note, now_ms())? {
                 anyhow::bail!(
                     "no client or cluster {key} in {}; `faceprobe clients` lists the keys",
                     dir.display()
@@ -67,7 +67,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         }
         None => {}
     }
-    let list = clients::list(&conn, args.flagged)?;
+    let list = stored::list(&conn, args.flagged)?;
     let list: Vec<Client> = list
         .into_iter()
         .filter(|c| !(args.flagged && c.dismissed))

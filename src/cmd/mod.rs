@@ -1,6 +1,7 @@
 //! One file per command.
 
 pub mod clients;
+pub mod config;
 pub mod db;
 pub mod evidence;
 pub mod key;

@@ -1,7 +1,7 @@
 //! `faceprobe serve`: runs the edge until SIGTERM or SIGINT, then shuts down gracefully.
 
 use anyhow::Context;
-use faceprobe::config::{Config, Mode};
+use faceprobe::config::{Config, Mode, UpstreamUrl};
 use faceprobe::record::checkpoint::Checkpointer;
 use faceprobe::store::signing::SigningKey;
 use std::process::ExitCode;
@@ -21,20 +21,19 @@ pub struct Args {
 pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let mut config = config.clone();
     if let Some(u) = args.upstream {
-        faceprobe::edge::proxy::Upstream::parse(&u)
+        let upstream = UpstreamUrl::parse(&u)
             .map_err(|e| anyhow::anyhow!("--upstream {u}: {e}; give http://host:port"))?;
-        config.serve.upstream = u;
+        config.serve.upstream = Some(upstream);
         if config.serve.mode == Mode::Demo {
             config.serve.mode = Mode::Proxy;
         }
     }
     if let Some(l) = args.listen {
-        l.parse::<std::net::SocketAddr>().map_err(|_| {
+        config.serve.listen = l.parse().map_err(|_| {
             anyhow::anyhow!("--listen {l}: not an address; give host:port such as 127.0.0.1:8080")
         })?;
-        config.serve.listen = l;
     }
-    if config.effective_mode() == Mode::Proxy && config.serve.upstream.is_empty() {
+    if config.effective_mode() == Mode::Proxy && config.serve.upstream.is_none() {
         anyhow::bail!("proxy mode needs an upstream: pass --upstream URL or set serve.upstream");
     }
     // Before any thread starts: the threads started from here on inherit the policy.

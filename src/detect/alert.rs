@@ -11,6 +11,7 @@
 //! HMAC-SHA256 under the shared secret of `"<t>." + body`; the timestamp is inside the MAC so a
 //! receiver can reject replayed calls.
 
+use crate::config::AlertConfig;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
@@ -24,105 +25,10 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The levels the detector can alert on, lowest first.
-pub const LEVELS: [&str; 3] = ["watch", "suspect", "harvester"];
-
 /// The signature header; see the module documentation for its format.
 pub const SIGNATURE_HEADER: &str = "X-Faceprobe-Signature";
 
 const USER_AGENT: &str = concat!("faceprobe/", env!("CARGO_PKG_VERSION"));
-
-/// The `[alert]` section of the configuration file.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertConfig {
-    /// URLs (http:// or https://) each alert is POSTed to; empty turns alerts off.
-    pub webhooks: Vec<String>,
-    /// Shared secret the signature header is computed with; required when `webhooks` is set.
-    pub secret: String,
-    /// Level a client or cluster must reach to be alerted on: watch, suspect or harvester.
-    /// The detector reads it; this module only checks it.
-    pub level: String,
-    /// Calls per webhook per minute (also the burst); flags beyond it are gathered and sent
-    /// as one digest at the next permit.
-    pub per_minute: u32,
-    /// Flags listed in one digest at most; the rest are only counted (`more`).
-    pub digest_max: usize,
-    /// Retries of a failed call (connection error, timeout, 5xx, 429) before it is given up.
-    pub retries: u32,
-    /// Milliseconds before the first retry; doubled for each further one, with jitter.
-    pub backoff_initial_ms: u64,
-    /// Longest wait between retries in milliseconds, also the cap on a `Retry-After`.
-    pub backoff_max_ms: u64,
-    /// Seconds one call may take (connect, send, answer) before it counts as failed.
-    pub timeout_secs: u64,
-    /// Alerts waiting for each webhook's thread at most; beyond it they are dropped (counted).
-    pub queue: usize,
-}
-
-impl Default for AlertConfig {
-    fn default() -> Self {
-        AlertConfig {
-            webhooks: Vec::new(),
-            secret: String::new(),
-            level: "harvester".to_string(),
-            per_minute: 6,
-            digest_max: 100,
-            retries: 5,
-            backoff_initial_ms: 1000,
-            backoff_max_ms: 60_000,
-            timeout_secs: 10,
-            queue: 1024,
-        }
-    }
-}
-
-impl AlertConfig {
-    /// Checks every value; the message names the key and says how to fix it.
-    pub fn validate(&self) -> Result<(), String> {
-        for (i, url) in self.webhooks.iter().enumerate() {
-            if webhook_uri(url).is_none() {
-                return Err(format!(
-                    "alert.webhooks[{i}] ({}) is not a URL faceprobe can call: use a full \
-                     http:// or https:// URL with a host, such as https://hooks.example.org/faceprobe",
-                    shown(url)
-                ));
-            }
-        }
-        if !self.webhooks.is_empty() && self.secret.is_empty() {
-            return Err(
-                "alert.secret is empty: set a shared secret when alert.webhooks is set \
-                        (receivers check the signature with it)"
-                    .to_string(),
-            );
-        }
-        if !LEVELS.contains(&self.level.as_str()) {
-            return Err(format!(
-                "alert.level = \"{}\" is not a level: use \"watch\", \"suspect\" or \"harvester\"",
-                self.level
-            ));
-        }
-        let positive = [
-            ("per_minute", self.per_minute == 0),
-            ("digest_max", self.digest_max == 0),
-            ("backoff_initial_ms", self.backoff_initial_ms == 0),
-            ("backoff_max_ms", self.backoff_max_ms == 0),
-            ("timeout_secs", self.timeout_secs == 0),
-            ("queue", self.queue == 0),
-        ];
-        if let Some((key, _)) = positive.iter().find(|(_, zero)| *zero) {
-            return Err(format!("alert.{key} is 0: use 1 or more"));
-        }
-        if self.backoff_max_ms < self.backoff_initial_ms {
-            return Err(format!(
-                "alert.backoff_max_ms = {} is below alert.backoff_initial_ms = {}: raise \
-                 backoff_max_ms or lower backoff_initial_ms",
-                self.backoff_max_ms, self.backoff_initial_ms
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Why alerts could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +75,11 @@ impl Alerts {
     /// Validates `config` and starts one delivery thread per webhook; with no webhooks, a
     /// handle whose `notify` does nothing.
     pub fn start(config: &AlertConfig) -> Result<Alerts, AlertError> {
-        config.validate().map_err(AlertError::Config)?;
+        let problems = config.problems();
+        if !problems.is_empty() {
+            let listed: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            return Err(AlertError::Config(listed.join("; ")));
+        }
         let stats = Arc::new(AlertStats::default());
         let deadline = Arc::new(OnceLock::new());
         let (done, finished) = mpsc::channel();
@@ -180,7 +90,7 @@ impl Alerts {
             finished,
             threads: Vec::new(),
         };
-        for (i, url) in config.webhooks.iter().enumerate() {
+        for (i, url) in config.webhooks.iter().map(|u| u.as_str()).enumerate() {
             let (queue, receiver) = mpsc::sync_channel(config.queue);
             let worker = Worker::new(
                 url,
@@ -604,14 +514,6 @@ fn unix_millis() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `url` parsed, when it is an http(s) URL with a host.
-fn webhook_uri(url: &str) -> Option<http::Uri> {
-    let uri: http::Uri = url.parse().ok()?;
-    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
-    (scheme_ok && host_ok).then_some(uri)
-}
-
 /// `url` fit for a log line: scheme, host, port and path, without credentials, query or
 /// fragment.
 fn shown(url: &str) -> String {
@@ -795,7 +697,10 @@ mod tests {
     /// Test settings: tiny back-offs so retries take milliseconds.
     fn config(webhooks: &[&WebhookReceiver]) -> AlertConfig {
         AlertConfig {
-            webhooks: webhooks.iter().map(|w| w.url.clone()).collect(),
+            webhooks: webhooks
+                .iter()
+                .map(|w| crate::config::WebhookUrl::parse(&w.url).expect("a webhook URL"))
+                .collect(),
             secret: SECRET.to_string(),
             backoff_initial_ms: 2,
             backoff_max_ms: 10,
@@ -994,7 +899,7 @@ mod tests {
         let url = format!("http://{}/hook", closed.local_addr().expect("addr"));
         drop(closed);
         let alerts = Alerts::start(&AlertConfig {
-            webhooks: vec![url],
+            webhooks: vec![crate::config::WebhookUrl::parse(&url).expect("a webhook URL")],
             retries: 3,
             ..config(&[])
         })
@@ -1101,82 +1006,23 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid_and_a_partial_section_keeps_them() {
-        assert_eq!(AlertConfig::default().validate(), Ok(()));
-        let config: AlertConfig = toml::from_str(
-            "webhooks = [\"https://hooks.example.org/faceprobe\"]\nsecret = \"s3cret\"\n",
-        )
-        .expect("parses");
-        assert_eq!(config.per_minute, 6);
-        assert_eq!(config.level, "harvester");
-        assert_eq!(config.validate(), Ok(()));
-        assert!(toml::from_str::<AlertConfig>("per_minit = 3\n").is_err());
-    }
-
-    #[test]
-    fn invalid_values_name_the_key_and_the_fix() {
-        let with_hook = |c: AlertConfig| AlertConfig {
-            webhooks: vec!["https://hooks.example.org/x".to_string()],
-            secret: "s".to_string(),
-            ..c
+    fn start_refuses_a_config_with_problems() {
+        let hook = crate::config::WebhookUrl::parse("https://hooks.example.org/x").expect("url");
+        let no_secret = AlertConfig {
+            webhooks: vec![hook],
+            ..AlertConfig::default()
         };
-        let cases = [
-            (
-                AlertConfig {
-                    secret: String::new(),
-                    ..with_hook(AlertConfig::default())
-                },
-                "alert.secret is empty: set a shared secret",
-            ),
-            (
-                AlertConfig {
-                    webhooks: vec!["ftp://user:pw@files.example.org/drop".to_string()],
-                    ..with_hook(AlertConfig::default())
-                },
-                "alert.webhooks[0] (ftp://files.example.org/drop) is not a URL faceprobe can call: use a full http:// or https:// URL",
-            ),
-            (
-                AlertConfig {
-                    webhooks: vec!["hooks.example.org".to_string()],
-                    ..with_hook(AlertConfig::default())
-                },
-                "alert.webhooks[0]",
-            ),
-            (
-                AlertConfig {
-                    level: "high".to_string(),
-                    ..AlertConfig::default()
-                },
-                "alert.level = \"high\" is not a level: use \"watch\", \"suspect\" or \"harvester\"",
-            ),
-            (
-                AlertConfig {
-                    per_minute: 0,
-                    ..AlertConfig::default()
-                },
-                "alert.per_minute is 0: use 1 or more",
-            ),
-            (
-                AlertConfig {
-                    queue: 0,
-                    ..AlertConfig::default()
-                },
-                "alert.queue is 0",
-            ),
-            (
-                AlertConfig {
-                    backoff_max_ms: 10,
-                    ..AlertConfig::default()
-                },
-                "alert.backoff_max_ms = 10 is below alert.backoff_initial_ms",
-            ),
-        ];
-        for (config, expected) in cases {
-            let message = config.validate().expect_err(expected);
-            assert!(message.contains(expected), "{message}");
-            let started = Alerts::start(&config).err().expect("start refuses it");
-            assert!(started.to_string().contains(expected));
-        }
+        let refused = Alerts::start(&no_secret).err().expect("start refuses it");
+        assert!(refused.to_string().contains("alert.secret"), "{refused}");
+        let no_rate = AlertConfig {
+            per_minute: 0,
+            ..AlertConfig::default()
+        };
+        let refused = Alerts::start(&no_rate).err().expect("start refuses it");
+        assert!(
+            refused.to_string().contains("alert.per_minute"),
+            "{refused}"
+        );
     }
 
     #[test]

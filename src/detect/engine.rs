@@ -8,10 +8,10 @@
 
 use super::client::{Client, Crawler, Reached};
 use super::cluster::{self, FpGroup};
-use super::config::DetectConfig;
 use super::signals::{self, handoff, robots::RobotsRules, Facts, SignalId, ALL};
 use super::verify::Verdict;
 use super::{Level, Seen};
+use crate::config::detect::DetectConfig;
 use crate::record::Kind;
 use crate::store::now_ms;
 use lru::LruCache;
@@ -180,7 +180,7 @@ impl Engine {
                 .ip
                 .as_deref()
                 .and_then(|ip| ip.parse().ok())
-                .map(crate::edge::client::prefix),
+                .map(crate::record::privacy::prefix),
             agent: s.user_agent.clone(),
             fingerprint: cluster::fingerprint(s),
             first_ms: s.ts_ms,

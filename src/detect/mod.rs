@@ -9,48 +9,15 @@
 pub mod alert;
 pub mod client;
 pub mod cluster;
-pub mod config;
 pub mod engine;
 pub mod runner;
 pub mod seen;
 pub mod signals;
+pub mod stored;
 pub mod verify;
 
+pub use crate::config::detect::{DetectConfig, Level};
 pub use client::Client;
-pub use config::DetectConfig;
 pub use engine::Engine;
 pub use runner::{start, DetectorHandle};
 pub use seen::Seen;
-
-use serde::{Deserialize, Serialize};
-
-/// How sure the detector is that a client harvests: a person reviews every level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// Unusual, worth a look; ordinary visitors can get here.
-    Watch,
-    /// Behaves like a harvester; raw addresses are kept from here on (by default).
-    Suspect,
-    /// Harvests: took canaries, walked traps, broke robots.txt, or all of it at scale.
-    Harvester,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Watch => "watch",
-            Level::Suspect => "suspect",
-            Level::Harvester => "harvester",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Level> {
-        match s {
-            "watch" => Some(Level::Watch),
-            "suspect" => Some(Level::Suspect),
-            "harvester" => Some(Level::Harvester),
-            _ => None,
-        }
-    }
-}

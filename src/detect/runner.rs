@@ -12,7 +12,7 @@
 
 use super::engine::{Change, Engine};
 use super::seen::{first_id_since, read_after};
-use super::{Client, DetectConfig, Level, Seen};
+use super::{stored, Client, DetectConfig, Level, Seen};
 use crate::metrics::Metrics;
 use crate::record::{privacy, Record, Recorder};
 use crate::store::{clients, now_ms, tokens, Store, StoreError};
@@ -159,7 +159,7 @@ pub fn restore(conn: &Connection, config: DetectConfig) -> Result<Engine, StoreE
         engine.mark_stored(&key);
     }
     let now = now_ms();
-    let mut restored = clients::recent(conn, now - replay_ms, max)?;
+    let mut restored = stored::recent(conn, now - replay_ms, max)?;
     // Oldest first, so the LRU keeps the most recent when there are more than it holds.
     restored.reverse();
     for c in restored {
@@ -307,7 +307,7 @@ impl Runner {
                 }
             }
             if self.engine.needs_load(&s.client_key) {
-                if let Some(c) = clients::get(&self.conn, &s.client_key)? {
+                if let Some(c) = stored::get(&self.conn, &s.client_key)? {
                     self.engine.load(c);
                 }
             }
@@ -410,7 +410,7 @@ impl Runner {
                     pseudonymize(&self.ip_key, c);
                 }
             }
-            clients::upsert(&tx, c, now)?;
+            stored::upsert(&tx, c, now)?;
         }
         // Reasons are rendered only for the keys whose history grows, not for every state.
         let by_key: std::collections::HashMap<&str, &Client> =
@@ -419,7 +419,7 @@ impl Runner {
             let reasons = by_key
                 .get(ch.key.as_str())
                 .map(|c| c.summary()["reasons"].take());
-            clients::append_history(&tx, ch, reasons.as_ref())?;
+            stored::append_history(&tx, ch, reasons.as_ref())?;
         }
         tokens::set_meta(&tx, clients::CHECKPOINT, &self.engine.last_id.to_string())?;
         tx.commit()?;
@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(alerts[0]["key"], "c:harvester");
         assert_eq!(alerts[0]["level"], "harvester");
         let conn = conn(dir.path());
-        let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
+        let c = stored::get(&conn, "c:harvester").unwrap().unwrap();
         assert_eq!(c.level, Some(Level::Harvester));
         assert_eq!(c.counts.requests, 20);
         assert_eq!(c.address.as_deref(), Some("198.51.100.4"));
@@ -526,7 +526,7 @@ mod tests {
         // More events after a restart are added to what was there, not counted again.
         write_events(dir.path(), 20, 25);
         assert!(run_detector(dir.path()).is_empty());
-        let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
+        let c = stored::get(&conn, "c:harvester").unwrap().unwrap();
         assert_eq!(c.counts.requests, 25);
         assert_eq!(c.counts.canaries, 25);
     }
@@ -615,7 +615,7 @@ mod tests {
         drop(rec);
         writer.join();
         let conn = conn(dir.path());
-        let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
+        let c = stored::get(&conn, "c:harvester").unwrap().unwrap();
         assert_eq!(c.counts.requests, 20);
     }
 
@@ -625,12 +625,12 @@ mod tests {
         write_events(dir.path(), 0, 10);
         assert_eq!(run_detector(dir.path()).len(), 1);
         let mut conn = conn(dir.path());
-        assert!(clients::dismiss(&mut conn, "c:harvester", "our own checker", now_ms()).unwrap());
-        assert!(!clients::dismiss(&mut conn, "c:nobody", "", now_ms()).unwrap());
+        assert!(stored::dismiss(&mut conn, "c:harvester", "our own checker", now_ms()).unwrap());
+        assert!(!stored::dismiss(&mut conn, "c:nobody", "", now_ms()).unwrap());
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM holds"), 0);
         write_events(dir.path(), 10, 20);
         assert!(run_detector(dir.path()).is_empty());
-        let c = clients::get(&conn, "c:harvester").unwrap().unwrap();
+        let c = stored::get(&conn, "c:harvester").unwrap().unwrap();
         assert!(c.dismissed);
         assert_eq!(c.counts.requests, 20);
         assert_eq!(c.summary()["level"], serde_json::Value::Null);

@@ -278,7 +278,7 @@ mod tests {
     fn canaries(dir: &Path) -> (Canaries, Recorder, crate::record::WriterHandle) {
         let metrics = Arc::new(Metrics::default());
         let config = RecordConfig {
-            synchronous: "normal".into(),
+            synchronous: crate::config::Synchronous::Normal,
             ..RecordConfig::default()
         };
         let (rec, writer) = crate::record::start(dir, &config, [5; 32], metrics.clone()).unwrap();

@@ -19,17 +19,9 @@ use std::sync::{Arc, Mutex};
 pub struct Trusted(Vec<IpNet>);
 
 impl Trusted {
-    /// Parses CIDRs or single addresses (validated by the config already).
-    pub fn parse(list: &[String]) -> Trusted {
-        Trusted(
-            list.iter()
-                .filter_map(|s| {
-                    s.parse::<IpNet>()
-                        .ok()
-                        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
-                })
-                .collect(),
-        )
+    /// The blocks of `serve.trusted_proxies` (a single address is its own block).
+    pub fn new(blocks: Vec<IpNet>) -> Trusted {
+        Trusted(blocks)
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -142,13 +134,7 @@ impl Keys {
     }
 }
 
-/// The address prefix a client belongs to (/24 for IPv4, /56 for IPv6), as text.
-pub fn prefix(ip: IpAddr) -> String {
-    let len = if ip.is_ipv4() { 24 } else { 56 };
-    IpNet::new(ip, len)
-        .map(|n| n.trunc().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
+pub use crate::record::privacy::prefix;
 
 /// Who is on one connection. The client address, its key and its text are worked out for the
 /// first request and reused while they stay the same: a keep-alive connection usually sends
@@ -366,7 +352,7 @@ mod tests {
 
     #[test]
     fn forwarding_headers_are_ignored_from_untrusted_peers() {
-        let t = Trusted::parse(&["127.0.0.1/32".into()]);
+        let t = Trusted::new(vec!["127.0.0.1/32".parse().unwrap()]);
         let h = headers(&[("x-forwarded-for", "203.0.113.9")]);
         let peer: IpAddr = "198.51.100.7".parse().unwrap();
         assert_eq!(t.client_ip(peer, &h), peer);
@@ -374,7 +360,10 @@ mod tests {
 
     #[test]
     fn nearest_untrusted_hop_is_the_client() {
-        let t = Trusted::parse(&["127.0.0.1/32".into(), "10.0.0.0/8".into()]);
+        let t = Trusted::new(vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ]);
         let h = headers(&[("x-forwarded-for", "1.1.1.1, 203.0.113.9, 10.1.1.1")]);
         let got = t.client_ip("127.0.0.1".parse().unwrap(), &h);
         assert_eq!(got, "203.0.113.9".parse::<IpAddr>().unwrap());
@@ -382,7 +371,7 @@ mod tests {
 
     #[test]
     fn forwarded_header_wins_and_handles_ipv6_with_port() {
-        let t = Trusted::parse(&["::1/128".into()]);
+        let t = Trusted::new(vec!["::1/128".parse().unwrap()]);
         let h = headers(&[
             ("forwarded", "for=\"[2001:db8::7]:4711\";proto=http"),
             ("x-forwarded-for", "192.0.2.1"),
@@ -404,7 +393,7 @@ mod tests {
     #[test]
     fn a_connection_reuses_its_client_until_agent_or_forwarded_address_changes() {
         let keys = Keys::new(&[5; 32]);
-        let trusted = Trusted::parse(&["127.0.0.1/32".into()]);
+        let trusted = Trusted::new(vec!["127.0.0.1/32".parse().unwrap()]);
         let expect = |ip: &str, ua: &str| {
             let ip: IpAddr = ip.parse().unwrap();
             (ip, ip.to_string(), keys.client_key(ip, Some(ua)))

@@ -20,10 +20,11 @@ pub mod robots;
 pub mod sched;
 mod workers;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, ServeConfig};
 use crate::metrics::Metrics;
 use crate::record::event::TokenHashes;
 use crate::record::{Event, Kind, Record, Recorder};
+use crate::store::signing::SigningKey;
 use crate::store::{now_ms, secret, Store, StoreError};
 use bytes::Bytes;
 use canary::Canaries;
@@ -114,23 +115,80 @@ pub struct App {
     public_key: Bytes,
 }
 
-/// Runs the edge until `shutdown` completes, then drains and flushes.
+/// Runs the edge until `shutdown` completes, then drains and flushes. Each step of the start
+/// and of the shutdown is a function below, in the order they run.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let mode = config.effective_mode();
     let data_dir = config.store.data_dir.clone();
-    drop(Store::open(&data_dir)?);
-    let secret = secret::load_or_create(&data_dir)?;
-    let signing = crate::store::signing::SigningKey::load_or_create(
-        &data_dir,
-        config.evidence.signing_key.as_deref(),
-    )
-    .map_err(StoreError::from)?;
+    let (secret, signing) = open_store(&config)?;
     let metrics = Arc::new(Metrics::default());
-    let (recorder, _writer) =
-        crate::record::start(&data_dir, &config.record, secret, metrics.clone())?;
+    let (recorder, _writer) = start_recorder(&config, mode, secret, &metrics).await?;
+    let detector = start_detector(&config, secret, &metrics, &recorder)?;
+    let canaries = Canaries::new(
+        &data_dir,
+        secret,
+        config.canary.clone(),
+        config.canary.jpeg_quality,
+        recorder.clone(),
+        metrics.clone(),
+    )?;
+    let (public, admin_listener) = bind_listeners(&config.serve).await?;
+    let app = Arc::new(App::new(
+        &config, mode, canaries, secret, &signing, &recorder, &metrics,
+    )?);
+    announce(&config, mode, &public, &admin_listener);
+    let admin_task = tokio::spawn(admin::run(admin_listener, metrics.clone()));
+    let summary_task = tokio::spawn(summarize_logs(app.clone()));
+    // Taken (None) once shutdown starts: a connection a worker picks up after that is closed.
+    let graceful = Arc::new(Mutex::new(Some(
+        hyper_util::server::graceful::GracefulShutdown::new(),
+    )));
+    let workers = start_workers(&config.serve, &app, &metrics, &graceful)?;
+    accept_until(shutdown, &public, &workers, config.serve.max_connections).await;
+    drop(public);
+    finish_requests(
+        &graceful,
+        Duration::from_secs(config.serve.shutdown_grace_secs),
+    )
+    .await;
+    admin_task.abort();
+    summary_task.abort();
+    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    flush_recorder(&recorder, &metrics).await;
+    if let Some(d) = detector {
+        // The detector reads what the recorder committed last, writes its flags, and ends.
+        let _ = tokio::task::spawn_blocking(move || d.stop()).await;
+    }
+    Ok(())
+}
+
+/// Opens (or creates, migrating) the store; loads the deployment secret and the signing key.
+fn open_store(config: &Config) -> Result<([u8; 32], SigningKey), ServeError> {
+    let data_dir = &config.store.data_dir;
+    drop(Store::open(data_dir)?);
+    let secret = secret::load_or_create(data_dir)?;
+    let signing = SigningKey::load_or_create(data_dir, config.evidence.signing_key.as_deref())
+        .map_err(StoreError::from)?;
+    Ok((secret, signing))
+}
+
+/// Starts the recorder's writer; outside proxy mode, records the robots.txt faceprobe serves
+/// before any request comes.
+async fn start_recorder(
+    config: &Config,
+    mode: Mode,
+    secret: [u8; 32],
+    metrics: &Arc<Metrics>,
+) -> Result<(Recorder, crate::record::WriterHandle), ServeError> {
+    let (recorder, writer) = crate::record::start(
+        &config.store.data_dir,
+        &config.record,
+        secret,
+        metrics.clone(),
+    )?;
     if mode != Mode::Proxy {
         // Known before anyone asks: the detector judges robots.txt breaches by it from the
         // first request on (in proxy mode it learns the upstream's at its first fetch).
@@ -146,39 +204,42 @@ pub async fn serve(
             let _ = recorder.flush().await;
         }
     }
-    let detector = if config.detect.enabled {
-        let options = crate::detect::runner::Options {
-            config: config.detect.clone(),
-            raw_ip_hours: config.record.raw_ip_hours,
-            secret,
-            alert_level: crate::detect::Level::parse(&config.alert.level)
-                .unwrap_or(crate::detect::Level::Harvester),
-            notify: match config.alert.webhooks.is_empty() {
-                true => None,
-                false => Some(Box::new(crate::detect::alert::Alerts::start(
-                    &config.alert,
-                )?)),
-            },
-        };
-        Some(crate::detect::start(
-            &data_dir,
-            options,
-            metrics.clone(),
-            Some(&recorder),
-        )?)
-    } else {
-        None
-    };
-    let canaries = Canaries::new(
-        &data_dir,
+    Ok((recorder, writer))
+}
+
+/// Starts the detector (fed by the recorder) and its alert webhooks, unless detection is off.
+fn start_detector(
+    config: &Config,
+    secret: [u8; 32],
+    metrics: &Arc<Metrics>,
+    recorder: &Recorder,
+) -> Result<Option<crate::detect::DetectorHandle>, ServeError> {
+    if !config.detect.enabled {
+        return Ok(None);
+    }
+    let options = crate::detect::runner::Options {
+        config: config.detect.clone(),
+        raw_ip_hours: config.record.raw_ip_hours,
         secret,
-        config.canary.clone(),
-        config.canary.jpeg_quality,
-        recorder.clone(),
+        alert_level: config.alert.level,
+        notify: match config.alert.webhooks.is_empty() {
+            true => None,
+            false => Some(Box::new(crate::detect::alert::Alerts::start(
+                &config.alert,
+            )?)),
+        },
+    };
+    Ok(Some(crate::detect::start(
+        &config.store.data_dir,
+        options,
         metrics.clone(),
-    )?;
-    let s = &config.serve;
-    let bind = |addr: &str, key, fix| {
+        Some(recorder),
+    )?))
+}
+
+/// The public and the admin listener, bound before anything is served.
+async fn bind_listeners(s: &ServeConfig) -> Result<(TcpListener, TcpListener), ServeError> {
+    let bind = |addr: std::net::SocketAddr, key, fix| {
         let addr = addr.to_string();
         async move {
             TcpListener::bind(&addr)
@@ -191,76 +252,104 @@ pub async fn serve(
                 })
         }
     };
-    let public = bind(&s.listen, "serve.listen", "--listen ADDR or serve.listen").await?;
-    let admin_listener = bind(&s.admin_listen, "serve.admin_listen", "serve.admin_listen").await?;
-    let worker_count = workers::count(s.workers);
-    let timers = (0..worker_count)
-        .map(|i| coarse::Coarse::start(&format!("faceprobe-timer-{i}")))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| StoreError::Thread {
-            what: "edge timer",
-            source,
-        })?;
-    let app = Arc::new(App {
-        mode,
-        proxies: match mode {
-            Mode::Proxy => {
-                let upstream =
-                    proxy::Upstream::parse(&s.upstream).expect("validated with the config");
-                let timeout = Duration::from_secs(s.upstream_timeout_secs);
-                timers
-                    .iter()
-                    .map(|timer| proxy::Proxy::new(upstream.clone(), timeout, timer.clone()))
-                    .collect()
-            }
-            _ => Vec::new(),
-        },
-        demo: (mode == Mode::Demo).then(demo::Demo::new),
-        canaries,
-        recorder: recorder.clone(),
-        metrics: metrics.clone(),
-        logs: logs::LogGate::new(
-            config.log.per_client_per_minute,
-            config.log.total_per_second,
-            metrics.clone(),
-        ),
-        trusted: client::Trusted::parse(&s.trusted_proxies),
-        keys: client::Keys::new(&secret),
-        placements: Arc::new(inject::Placements::new(PLACEMENTS_BUDGET)),
-        robots_seen: Mutex::new(HashSet::new()),
-        max_body: s.max_body_bytes,
-        page_timeout: Duration::from_secs(s.upstream_timeout_secs),
-        timers,
-        public_key: Bytes::from(format!("{}\n", signing.public_line())),
-    });
-    let public_addr = public
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let admin_addr = admin_listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let public = bind(s.listen, "serve.listen", "--listen ADDR or serve.listen").await?;
+    let admin = bind(s.admin_listen, "serve.admin_listen", "serve.admin_listen").await?;
+    Ok((public, admin))
+}
+
+impl App {
+    /// What the handlers share, with one coarse timer (and in proxy mode one upstream pool)
+    /// per worker thread of `serve.workers`.
+    fn new(
+        config: &Config,
+        mode: Mode,
+        canaries: Canaries,
+        secret: [u8; 32],
+        signing: &SigningKey,
+        recorder: &Recorder,
+        metrics: &Arc<Metrics>,
+    ) -> Result<App, ServeError> {
+        let timers = (0..workers::count(config.serve.workers))
+            .map(|i| coarse::Coarse::start(&format!("faceprobe-timer-{i}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| StoreError::Thread {
+                what: "edge timer",
+                source,
+            })?;
+        Ok(App {
+            mode,
+            proxies: proxies(mode, &config.serve, &timers),
+            demo: (mode == Mode::Demo).then(demo::Demo::new),
+            canaries,
+            recorder: recorder.clone(),
+            metrics: metrics.clone(),
+            logs: logs::LogGate::new(
+                config.log.per_client_per_minute,
+                config.log.total_per_second,
+                metrics.clone(),
+            ),
+            trusted: client::Trusted::new(config.serve.trusted_proxies.clone()),
+            keys: client::Keys::new(&secret),
+            placements: Arc::new(inject::Placements::new(PLACEMENTS_BUDGET)),
+            robots_seen: Mutex::new(HashSet::new()),
+            max_body: config.serve.max_body_bytes,
+            page_timeout: Duration::from_secs(config.serve.upstream_timeout_secs),
+            timers,
+            public_key: Bytes::from(format!("{}\n", signing.public_line())),
+        })
+    }
+}
+
+/// In proxy mode, one upstream client (and connection pool) per worker, on its timer.
+fn proxies(mode: Mode, s: &ServeConfig, timers: &[coarse::Coarse]) -> Vec<proxy::Proxy> {
+    match (mode, &s.upstream) {
+        (Mode::Proxy, Some(upstream)) => {
+            let timeout = Duration::from_secs(s.upstream_timeout_secs);
+            timers
+                .iter()
+                .map(|timer| proxy::Proxy::new(upstream.clone(), timeout, timer.clone()))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The one line saying where faceprobe listens, in which mode, and where its data is.
+fn announce(config: &Config, mode: Mode, public: &TcpListener, admin: &TcpListener) {
+    let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let (public_addr, admin_addr) = (addr(public), addr(admin));
     let what = match mode {
-        Mode::Proxy => format!("proxy to {}", s.upstream),
+        Mode::Proxy => format!(
+            "proxy to {}",
+            config.serve.upstream.as_ref().map_or("", |u| u.as_str())
+        ),
         Mode::Embed => "embed (faceprobe paths only)".to_string(),
         _ => "demo site (no upstream configured)".to_string(),
     };
     tracing::info!(
         "faceprobe listening on http://{public_addr}/ in {what} mode; admin http://{admin_addr}/metrics; data in {}",
-        data_dir.display()
+        config.store.data_dir.display()
     );
-    let admin_task = tokio::spawn(admin::run(admin_listener, metrics.clone()));
-    let summary_app = app.clone();
-    let summary_task = tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(60));
-        every.tick().await;
-        loop {
-            every.tick().await;
-            summary_app.logs.summarize();
-        }
-    });
+}
 
+/// Once a minute, the summary of the request log lines suppressed.
+async fn summarize_logs(app: Arc<App>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        app.logs.summarize();
+    }
+}
+
+/// Starts the worker threads (one per timer of `app`); each serves the connections handed to
+/// it over HTTP/1 or HTTP/2 with the limits of `[serve]`, watched by `graceful`.
+fn start_workers(
+    s: &ServeConfig,
+    app: &Arc<App>,
+    metrics: &Arc<Metrics>,
+    graceful: &Arc<Mutex<Option<hyper_util::server::graceful::GracefulShutdown>>>,
+) -> Result<workers::Workers, ServeError> {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .header_read_timeout(Duration::from_secs(s.header_timeout_secs))
@@ -273,10 +362,6 @@ pub async fn serve(
         .max_header_list_size(s.max_header_bytes as u32)
         .keep_alive_interval(Duration::from_secs(s.header_timeout_secs.max(10)))
         .keep_alive_timeout(Duration::from_secs(s.header_timeout_secs.max(10)));
-    // Taken (None) once shutdown starts: a connection a worker picks up after that is closed.
-    let graceful = Arc::new(Mutex::new(Some(
-        hyper_util::server::graceful::GracefulShutdown::new(),
-    )));
     let serve_conn: workers::ServeConn = {
         let (app, metrics, graceful) = (app.clone(), metrics.clone(), graceful.clone());
         let head_timeout = Duration::from_secs(s.header_timeout_secs);
@@ -314,12 +399,24 @@ pub async fn serve(
             })
         })
     };
-    let workers =
-        workers::Workers::start(worker_count, serve_conn).map_err(|source| StoreError::Thread {
+    let workers = workers::Workers::start(app.timers.len(), serve_conn).map_err(|source| {
+        StoreError::Thread {
             what: "edge worker",
             source,
-        })?;
-    let connections = Arc::new(Semaphore::new(s.max_connections));
+        }
+    })?;
+    Ok(workers)
+}
+
+/// Accepts connections, at most `max_connections` open at once, and hands each to a worker,
+/// until `shutdown` completes.
+async fn accept_until(
+    shutdown: impl Future<Output = ()>,
+    public: &TcpListener,
+    workers: &workers::Workers,
+    max_connections: usize,
+) {
+    let connections = Arc::new(Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -345,19 +442,25 @@ pub async fn serve(
             tracing::warn!(error = %e, "could not hand a connection to a worker");
         }
     }
-    drop(public);
+}
+
+/// Lets the requests in flight finish within `grace`; those still running then are cut.
+async fn finish_requests(
+    graceful: &Mutex<Option<hyper_util::server::graceful::GracefulShutdown>>,
+    grace: Duration,
+) {
     tracing::info!("shutting down: no new connections; finishing requests in flight");
-    let grace = Duration::from_secs(s.shutdown_grace_secs);
-    let graceful = canary::lock(&graceful).take().expect("taken only here");
+    let graceful = canary::lock(graceful).take().expect("taken only here");
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("requests still in flight after {grace:?} were cut");
     }
-    admin_task.abort();
-    summary_task.abort();
-    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+}
+
+/// Commits every event still queued, and says how many were written and dropped.
+async fn flush_recorder(recorder: &Recorder, metrics: &Metrics) {
     match recorder.flush().await {
         Ok(()) => tracing::info!(
             written = metrics.events_written.load(Relaxed),
@@ -366,15 +469,10 @@ pub async fn serve(
         ),
         Err(e) => tracing::error!(error = %e, "recorder could not be flushed"),
     }
-    if let Some(d) = detector {
-        // The detector reads what the recorder committed last, writes its flags, and ends.
-        let _ = tokio::task::spawn_blocking(move || d.stop()).await;
-    }
-    Ok(())
 }
 
 /// Where the site publishes the signing key (every mode).
-pub const KEY_PATH: &str = "/.well-known/faceprobe-key.pub";
+pub use crate::record::published::KEY_PATH;
 
 /// robots.txt when faceprobe answers it itself (demo and embed modes), and where it is from.
 fn own_robots(mode: Mode) -> (String, &'static str) {

@@ -14,7 +14,7 @@ use super::client::Requester;
 use super::Body;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -25,34 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// Where proxy mode forwards to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Upstream {
-    pub authority: Authority,
-}
+/// Where proxy mode forwards to: checked when the config was read, never parsed again here.
+pub use crate::config::UpstreamUrl as Upstream;
 
-impl Upstream {
-    /// `http://host[:port]` (a path is not allowed: faceprobe forwards paths as they come).
-    pub fn parse(s: &str) -> Result<Upstream, String> {
-        let uri: Uri = s.parse().map_err(|e| format!("{e}"))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(
-                "only http:// upstreams are supported (faceprobe runs beside the site; \
-                        terminate TLS in front of faceprobe)"
-                    .into(),
-            );
-        }
-        if uri.path() != "/" && !uri.path().is_empty() {
-            return Err("give the upstream without a path".into());
-        }
-        let authority = uri.authority().cloned().ok_or("no host")?;
-        Ok(Upstream { authority })
-    }
-
-    /// `Host` for a request that came without one.
-    fn host_header(&self) -> HeaderValue {
-        HeaderValue::from_str(self.authority.as_str()).expect("an authority is a valid value")
-    }
+/// `Host` for a request that came without one.
+fn host_header(upstream: &Upstream) -> HeaderValue {
+    HeaderValue::from_str(upstream.authority().as_str()).expect("an authority is a valid value")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,14 +146,14 @@ impl Proxy {
     /// by `timer` (the worker's).
     pub fn new(upstream: Upstream, timeout: Duration, timer: super::coarse::Coarse) -> Proxy {
         // An IPv6 literal comes bracketed in the authority, as the resolver does not take it.
-        let host = upstream.authority.host();
+        let host = upstream.authority().host();
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         let connect_to = (
             host.to_string(),
-            upstream.authority.port_u16().unwrap_or(80),
+            upstream.authority().port_u16().unwrap_or(80),
         );
         Proxy {
             upstream,
@@ -276,7 +254,7 @@ impl Proxy {
         filter_accept_encoding(h);
         match &host {
             Some(host) => h.insert(HOST, host.clone()),
-            None => h.insert(HOST, self.upstream.host_header()),
+            None => h.insert(HOST, host_header(&self.upstream)),
         };
         let (ip, peer_trusted) = (&*client.ip_text, client.peer_trusted);
         let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -325,7 +303,7 @@ impl Proxy {
     ) -> Option<(u16, Vec<u8>)> {
         use http_body_util::BodyExt;
         let mut req = Request::get(path).body(super::empty()).ok()?;
-        let host = host.cloned().unwrap_or_else(|| self.upstream.host_header());
+        let host = host.cloned().unwrap_or_else(|| host_header(&self.upstream));
         req.headers_mut().insert(HOST, host);
         let resp = self.send(req).await.ok()?;
         let status = resp.status().as_u16();

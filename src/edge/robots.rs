@@ -4,11 +4,7 @@
 //! "Read the rules, then broke them" is the strongest single fact in a complaint, so every
 //! distinct robots.txt served is stored (bytes and SHA-256) and every fetch of it recorded.
 
-/// The rule added to every group.
-pub const DISALLOW_FP: &str = "Disallow: /_fp/";
-
-/// robots.txt when the site has none (embed mode, or the upstream answered 404).
-pub const DEFAULT: &str = "User-agent: *\nDisallow: /_fp/\n";
+pub use crate::record::published::{DEFAULT_ROBOTS as DEFAULT, DISALLOW_FP};
 
 /// `/.well-known/tdmrep.json` (W3C TDMRep): text and data mining rights are reserved for
 /// faceprobe's canaries.

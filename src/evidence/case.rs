@@ -69,7 +69,8 @@ pub fn gather(
     key: &str,
     signer: &SigningKey,
 ) -> Result<Case, EvidenceError> {
-    let client = clients::get(conn, key)?.ok_or_else(|| EvidenceError::UnknownActor(key.into()))?;
+    let client: Client =
+        clients::get(conn, key)?.ok_or_else(|| EvidenceError::UnknownActor(key.into()))?;
     let mut actor_keys: HashSet<String> = client.members.iter().cloned().collect();
     if !client.is_cluster() {
         actor_keys.insert(client.key.clone());
@@ -370,7 +371,7 @@ fn report(case: &Case, config: &Config, signer: &SigningKey) -> Report {
     if !robots_ts.is_empty() || violations > 0 {
         opt_outs.push(model::OptOut {
             signal: "robots_txt".into(),
-            value: crate::edge::robots::DISALLOW_FP.into(),
+            value: crate::record::published::DISALLOW_FP.into(),
             served: robots_ts.len() as u64,
             ignored: if robots_ts.is_empty() {
                 violations
@@ -523,7 +524,7 @@ fn report(case: &Case, config: &Config, signer: &SigningKey) -> Report {
             end_checkpoint_ms: seg.end.ts_ms,
             key_fingerprint: signer.fingerprint(),
             public_key: signer.public_line(),
-            key_url: format!("{site}{}", crate::edge::KEY_PATH),
+            key_url: format!("{site}{}", crate::record::published::KEY_PATH),
         },
     }
 }

@@ -4,7 +4,7 @@
 //! length-prefixed, the client address present only as a commitment. It must never change
 //! for version 1; a new layout is a new version tag.
 
-use crate::canary::Token;
+use crate::store::Token;
 use std::net::IpAddr;
 
 /// Longest value kept of any one recorded header or of the path or query: bounds the memory
@@ -46,6 +46,11 @@ impl Kind {
         Kind::Other,
     ];
 
+    /// Its counter in `Metrics` (`metrics::REQUEST_KINDS`).
+    pub fn counter(self) -> usize {
+        self as usize
+    }
+
     /// Evidence that must never be dropped when the queue is full.
     pub fn is_evidence(self) -> bool {
         matches!(self, Kind::Robots | Kind::Canary | Kind::Trap)
@@ -72,7 +77,7 @@ pub struct Mint {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TokenHashes {
     pub scheme_id: i64,
-    pub hashes: crate::canary::hash::Hashes,
+    pub hashes: crate::store::tokens::Hashes,
 }
 
 /// One request.
@@ -316,6 +321,15 @@ pub fn chain_next_v1(prev: &[u8; 32], event: &Chained) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_is_counted_under_its_own_name() {
+        assert_eq!(Kind::ALL.len(), crate::metrics::REQUEST_KINDS.len());
+        for (i, kind) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.counter(), i);
+            assert_eq!(crate::metrics::REQUEST_KINDS[i], kind.as_str());
+        }
+    }
 
     #[test]
     fn absent_and_empty_fields_encode_differently() {

@@ -12,8 +12,10 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod event;
+pub mod feed;
 pub mod headers;
 pub mod privacy;
+pub mod published;
 mod writer;
 
 pub use event::{Event, Kind, Mint};
@@ -49,7 +51,7 @@ pub enum Record {
     /// From now on, hand each committed batch to the detector as it reads events (`Seen`, in
     /// pieces of `FEED_CHUNK`), so that it need not read them back; a piece it has no room for
     /// is skipped, and the detector reads that one from the store.
-    Feed(std::sync::mpsc::SyncSender<Vec<crate::detect::Seen>>),
+    Feed(std::sync::mpsc::SyncSender<Vec<feed::Seen>>),
     /// Time to see whether the privacy and retention job is due.
     Tick,
 }
@@ -89,7 +91,7 @@ impl Recorder {
             !event.kind().is_evidence(),
             "evidence must not be droppable"
         );
-        self.metrics.request(event.kind());
+        self.metrics.request(event.kind().counter());
         if self
             .tx
             .try_send(Record::Event(Box::new(event), None))
@@ -102,7 +104,7 @@ impl Recorder {
 
     /// Queues an event, waiting for room when the queue is full (robots.txt and trap fetches).
     pub async fn keep(&self, event: Event) -> Result<(), RecordError> {
-        self.metrics.request(event.kind());
+        self.metrics.request(event.kind().counter());
         let sent = self.tx.send(Record::Event(Box::new(event), None)).await;
         self.writer.unpark();
         self.depth_changed();
@@ -111,7 +113,7 @@ impl Recorder {
 
     /// Queues an event, waiting for room, and returns once it is committed, with its id.
     pub async fn commit(&self, event: Event) -> Result<i64, RecordError> {
-        self.metrics.request(event.kind());
+        self.metrics.request(event.kind().counter());
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Record::Event(Box::new(event), Some(ack)))
@@ -153,7 +155,7 @@ impl Recorder {
 
     /// Blocking, never-dropping send for threads outside the runtime (benchmarks).
     pub fn record_blocking(&self, event: Event) -> Result<(), RecordError> {
-        self.metrics.request(event.kind());
+        self.metrics.request(event.kind().counter());
         self.tx
             .blocking_send(Record::Event(Box::new(event), None))
             .map_err(|_| RecordError::Stopped)

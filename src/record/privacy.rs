@@ -9,9 +9,10 @@
 //! sets no remaining event refers to.
 
 use crate::config::RecordConfig;
-use hmac::{Hmac, Mac};
+
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 
 /// Rows handled per transaction, so the writer returns to the queue between chunks.
 const CHUNK: usize = 5000;
@@ -27,12 +28,15 @@ pub fn ip_key(secret: &[u8; 32]) -> [u8; 32] {
         .into()
 }
 
-/// The keyed pseudonym of an address: `ip:` and 32 hex digits of HMAC-SHA256(key, address).
-/// Stable for one deployment, so grouping still works once the address is gone.
-pub fn pseudonym(key: &[u8; 32], ip: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(ip.as_bytes());
-    format!("ip:{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+pub use crate::store::secret::pseudonym;
+
+/// The address prefix a client belongs to (/24 for IPv4, /56 for IPv6), as text: what groups
+/// clients for clustering and log limits without naming one address.
+pub fn prefix(ip: IpAddr) -> String {
+    let len = if ip.is_ipv4() { 24 } else { 56 };
+    ipnet::IpNet::new(ip, len)
+        .map(|n| n.trunc().to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]

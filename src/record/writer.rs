@@ -6,10 +6,10 @@
 //! dropped events are counted. The thread ends when every sender is gone and the queue is empty.
 
 use super::event::{chain_next, ip_commitment, Chained, Event, Mint};
+use super::feed::{depth_of, status_of, Seen};
 use super::headers::HeaderSets;
 use super::{privacy, Record, RecordError};
-use crate::config::RecordConfig;
-use crate::detect::Seen;
+use crate::config::{RecordConfig, Synchronous};
 use crate::metrics::Metrics;
 use crate::store::{now_ms, tokens, Store, StoreError};
 use rand::{Rng, SeedableRng};
@@ -102,7 +102,7 @@ pub fn start(
 ) -> Result<(super::Recorder, WriterHandle), StoreError> {
     let store = Store::open(data_dir)?;
     let conn = store.into_conn();
-    conn.pragma_update(None, "synchronous", config.synchronous.to_uppercase())?;
+    conn.pragma_update(None, "synchronous", config.synchronous.pragma())?;
     // A batch touches thousands of index pages: a small page cache spills them to the WAL
     // mid-transaction. 64 MiB keeps a batch in memory. Checkpoints (copying the WAL into the
     // database, with its fsync) run on their own thread, beside the writer: on the writer they
@@ -125,10 +125,7 @@ pub fn start(
         last_purge: None,
         feed: None,
         header_sets: HeaderSets::default(),
-        synced: config
-            .synchronous
-            .eq_ignore_ascii_case("full")
-            .then_some(true),
+        synced: (config.synchronous == Synchronous::Full).then_some(true),
     };
     let ticker = tx.downgrade();
     let interval = Duration::from_secs(config.purge_interval_secs.min(60));
@@ -628,10 +625,7 @@ fn seen_of(
         Some(token) => tx
             .prepare_cached("SELECT client_key, depth FROM tokens WHERE token = ?1")?
             .query_row([token], |r| {
-                Ok((
-                    Some(r.get::<_, String>(0)?),
-                    Some(crate::detect::seen::depth_of(r.get(1)?)),
-                ))
+                Ok((Some(r.get::<_, String>(0)?), Some(depth_of(r.get(1)?))))
             })
             .optional()?
             .unwrap_or((None, None)),
@@ -647,7 +641,7 @@ fn seen_of(
         kind: Some(kind),
         path: c.path,
         query: c.query,
-        status: crate::detect::seen::status_of(c.status),
+        status: status_of(c.status),
         user_agent: c.user_agent,
         accept: c.accept,
         accept_language: c.accept_language.is_some(),
@@ -691,7 +685,7 @@ mod tests {
 
     fn config() -> RecordConfig {
         RecordConfig {
-            synchronous: "normal".into(),
+            synchronous: crate::config::Synchronous::Normal,
             ..RecordConfig::default()
         }
     }
@@ -877,7 +871,7 @@ mod tests {
     fn with_synchronous_full_only_batches_someone_waits_for_are_synced_at_commit() {
         let dir = tempfile::tempdir().unwrap();
         let full = RecordConfig {
-            synchronous: "full".into(),
+            synchronous: crate::config::Synchronous::Full,
             ..config()
         };
         let metrics = Arc::new(Metrics::default());

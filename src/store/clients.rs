@@ -1,23 +1,44 @@
 //! The detector's tables: `clients` (each client and cluster it noticed, its state as JSON),
 //! `flag_history` (every level reached, merge and dismissal; rows are only ever added),
 //! `allow_list` (keys a person dismissed) and `holds` (clients whose raw addresses are kept).
+//!
+//! The store holds rows, not the detector's types: a state is JSON the detector encodes and
+//! decodes (`detect::stored`), a level is its text. What the store itself reads in a state is
+//! only where its addresses are (`address`, `addresses`), for the privacy job.
 
 use super::StoreError;
-use crate::detect::engine::Change;
-use crate::detect::{Client, Level};
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::HashSet;
 
 /// The meta key of the last event id the detector has taken into account.
 pub const CHECKPOINT: &str = "detect_last_event";
 
-fn decode(state: String) -> Option<Client> {
+fn decode<S: DeserializeOwned>(state: String) -> Option<S> {
     serde_json::from_str(&state).ok()
 }
 
+/// The indexed columns of a client's or cluster's row; its state goes beside them as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientRow<'a> {
+    pub key: &'a str,
+    pub cluster: bool,
+    /// `watch`, `suspect` or `harvester`; None when not flagged (or dismissed).
+    pub level: Option<&'a str>,
+    pub score: f64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
 /// Writes a client's or cluster's current state.
-pub fn upsert(conn: &Connection, c: &Client, now_ms: i64) -> Result<(), StoreError> {
-    let state = serde_json::to_string(c).map_err(|e| StoreError::Encode {
+pub fn upsert(
+    conn: &Connection,
+    row: &ClientRow,
+    state: &impl Serialize,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let state = serde_json::to_string(state).map_err(|e| StoreError::Encode {
         what: "a client's state",
         message: e.to_string(),
     })?;
@@ -29,26 +50,36 @@ pub fn upsert(conn: &Connection, c: &Client, now_ms: i64) -> Result<(), StoreErr
             updated_ms = excluded.updated_ms, state = excluded.state",
     )?
     .execute(params![
-        c.key,
-        if c.is_cluster() { "cluster" } else { "client" },
-        if c.dismissed {
-            None
-        } else {
-            c.level.map(Level::as_str)
-        },
-        c.score,
-        c.first_ms,
-        c.last_ms,
+        row.key,
+        if row.cluster { "cluster" } else { "client" },
+        row.level,
+        row.score,
+        row.first_ms,
+        row.last_ms,
         now_ms,
         state
     ])?;
     Ok(())
 }
 
+/// One entry of a key's history, as appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry<'a> {
+    pub key: &'a str,
+    pub at_ms: i64,
+    /// The level from then on (None: no longer flagged).
+    pub level: Option<&'a str>,
+    pub score: f64,
+    /// The event that caused it; 0 for none (a person's dismissal).
+    pub at_event: i64,
+    pub requests: u64,
+    pub note: &'a str,
+}
+
 /// Appends one change to a key's history.
 pub fn append_history(
     conn: &Connection,
-    change: &Change,
+    entry: &HistoryEntry,
     reasons: Option<&serde_json::Value>,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
@@ -56,20 +87,21 @@ pub fn append_history(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        change.key,
-        change.at_ms,
-        change.level.map(Level::as_str),
-        change.score,
-        (change.at_event > 0).then_some(change.at_event),
-        change.requests as i64,
-        change.note,
+        entry.key,
+        entry.at_ms,
+        entry.level,
+        entry.score,
+        (entry.at_event > 0).then_some(entry.at_event),
+        entry.requests as i64,
+        entry.note,
         reasons.map(|r| r.to_string()),
     ])?;
     Ok(())
 }
 
-/// One client or cluster, by key.
-pub fn get(conn: &Connection, key: &str) -> Result<Option<Client>, StoreError> {
+/// The state of one client or cluster, by key, decoded as `S` (None when there is no row or
+/// its state is not an `S`).
+pub fn get<S: DeserializeOwned>(conn: &Connection, key: &str) -> Result<Option<S>, StoreError> {
     let state: Option<String> = conn
         .query_row("SELECT state FROM clients WHERE key = ?1", [key], |r| {
             r.get(0)
@@ -78,8 +110,13 @@ pub fn get(conn: &Connection, key: &str) -> Result<Option<Client>, StoreError> {
     Ok(state.and_then(decode))
 }
 
-/// Clients and clusters seen since `since_ms` or flagged, most recent first, at most `limit`.
-pub fn recent(conn: &Connection, since_ms: i64, limit: usize) -> Result<Vec<Client>, StoreError> {
+/// States of the clients and clusters seen since `since_ms` or flagged, most recent first, at
+/// most `limit`.
+pub fn recent<S: DeserializeOwned>(
+    conn: &Connection,
+    since_ms: i64,
+    limit: usize,
+) -> Result<Vec<S>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT state FROM clients WHERE last_ms >= ?1 OR level IS NOT NULL
          ORDER BY last_ms DESC LIMIT ?2",
@@ -99,9 +136,11 @@ pub fn keys(conn: &Connection) -> Result<Vec<String>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Everything `faceprobe clients` lists: flagged first, then by score (clusters merged into
-/// another are left out: the one they joined carries their evidence).
-pub fn list(conn: &Connection, flagged_only: bool) -> Result<Vec<Client>, StoreError> {
+/// Every state, flagged first, then by score: what `faceprobe clients` lists.
+pub fn list<S: DeserializeOwned>(
+    conn: &Connection,
+    flagged_only: bool,
+) -> Result<Vec<S>, StoreError> {
     let mut stmt = conn.prepare(if flagged_only {
         "SELECT state FROM clients WHERE level IS NOT NULL ORDER BY score DESC, key"
     } else {
@@ -110,9 +149,25 @@ pub fn list(conn: &Connection, flagged_only: bool) -> Result<Vec<Client>, StoreE
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for state in rows {
-        out.extend(decode(state?).filter(|c| c.merged_into.is_none()));
+        out.extend(decode(state?));
     }
     Ok(out)
+}
+
+/// Adds a key to the allow-list (a person dismissed its flag; `agent` is its user agent).
+pub fn allow(
+    conn: &Connection,
+    key: &str,
+    agent: Option<&str>,
+    note: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO allow_list (key, agent, note, dismissed_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key) DO UPDATE SET note = excluded.note, dismissed_ms = excluded.dismissed_ms",
+        params![key, agent, note, now_ms],
+    )?;
+    Ok(())
 }
 
 /// One row of a key's history: when, the level then, the score then, and what happened.
@@ -197,14 +252,117 @@ pub fn pseudonymize_stale(
     let mut update = conn.prepare_cached("UPDATE clients SET state = ?1 WHERE key = ?2")?;
     let mut n = 0;
     for (k, state) in rows {
-        let Some(mut c) = decode(state) else { continue };
-        crate::detect::runner::pseudonymize(key, &mut c);
-        if let Ok(state) = serde_json::to_string(&c) {
+        let Some(mut json) = decode::<Json>(state) else {
+            continue;
+        };
+        pseudonymize(key, &mut json);
+        if let Ok(state) = serde_json::to_string(&json) {
             update.execute(params![state, k])?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// Replaces the raw addresses of a state (`address`, each of `addresses`) by their keyed
+/// pseudonyms, as the privacy job does for events.
+fn pseudonymize(key: &[u8; 32], state: &mut Json) {
+    let Json::Object(fields) = state else { return };
+    let mut one = |v: &mut Json| {
+        if let Json::String(a) = v {
+            if !a.starts_with("ip:") {
+                *a = super::secret::pseudonym(key, a);
+            }
+        }
+    };
+    for (name, value) in fields.iter_mut() {
+        match (name.as_str(), value) {
+            ("address", v) => one(v),
+            ("addresses", Json::Array(items)) => items.iter_mut().for_each(&mut one),
+            _ => {}
+        }
+    }
+}
+
+/// A JSON value whose objects keep their keys in order, so that a state rewritten here is
+/// byte for byte what the detector writes (`serde_json::Value` would sort the keys).
+enum Json {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Json;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> Result<Json, E> {
+                Ok(Json::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
+                Ok(Json::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
+                Ok(Json::Number(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
+                Ok(Json::Number(n.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Json, E> {
+                serde_json::Number::from_f64(n)
+                    .map(Json::Number)
+                    .ok_or_else(|| E::custom("not a finite number"))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Json, E> {
+                Ok(Json::String(s.to_string()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Json, E> {
+                Ok(Json::String(s))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Json::Array(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(field) = map.next_entry()? {
+                    fields.push(field);
+                }
+                Ok(Json::Object(fields))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Json::Null => s.serialize_unit(),
+            Json::Bool(b) => s.serialize_bool(*b),
+            Json::Number(n) => n.serialize(s),
+            Json::String(v) => s.serialize_str(v),
+            Json::Array(items) => s.collect_seq(items),
+            Json::Object(fields) => {
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
 }
 
 /// Keys on the allow-list.
@@ -214,53 +372,12 @@ pub fn allowed(conn: &Connection) -> Result<HashSet<String>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// A person dismisses a flag: the key goes on the allow-list, its holds (and its members'
-/// for a cluster) are released, and its history says so. Returns false for an unknown key.
-pub fn dismiss(
-    conn: &mut Connection,
-    key: &str,
-    note: &str,
-    now_ms: i64,
-) -> Result<bool, StoreError> {
-    let tx = conn.transaction()?;
-    let Some(mut c) = get(&tx, key)? else {
-        return Ok(false);
-    };
-    tx.execute(
-        "INSERT INTO allow_list (key, agent, note, dismissed_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (key) DO UPDATE SET note = excluded.note, dismissed_ms = excluded.dismissed_ms",
-        params![key, c.agent, note, now_ms],
-    )?;
-    release(&tx, key, &c.members)?;
-    c.dismissed = true;
-    upsert(&tx, &c, now_ms)?;
-    append_history(
-        &tx,
-        &Change {
-            key: key.to_string(),
-            from: c.level,
-            level: None,
-            score: c.score,
-            at_ms: now_ms,
-            at_event: 0,
-            requests: c.counts.requests,
-            note: if note.is_empty() {
-                "dismissed by a person".to_string()
-            } else {
-                format!("dismissed by a person: {note}")
-            },
-            dismissed: true,
-        },
-        None,
-    )?;
-    tx.commit()?;
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::RecordConfig;
+    use crate::detect::stored::{get, upsert};
+    use crate::detect::{Client, Level};
     use crate::record::privacy;
 
     #[test]
@@ -310,6 +427,16 @@ mod tests {
             get(&conn, "k:held").unwrap().unwrap().addresses,
             vec!["192.0.2.7"]
         );
+        // The rewritten state is byte for byte the detector's own encoding of it.
+        let state = |k: &str| -> String {
+            conn.query_row("SELECT state FROM clients WHERE key = ?1", [k], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        let mut expected = client("c:old", now - 4 * day, None);
+        crate::detect::runner::pseudonymize(&key, &mut expected);
+        assert_eq!(state("c:old"), serde_json::to_string(&expected).unwrap());
         // Run again: nothing left to change.
         assert_eq!(
             pseudonymize_stale(&conn, &key, now - 72 * 3_600_000).unwrap(),

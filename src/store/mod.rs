@@ -8,12 +8,14 @@ pub mod clients;
 mod schema;
 pub mod secret;
 pub mod signing;
+pub mod token;
 pub mod tokens;
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 
 pub use schema::SCHEMA_VERSION;
+pub use token::Token;
 
 /// Why the store could not be used; each message names the path and what to do.
 #[derive(Debug, thiserror::Error)]

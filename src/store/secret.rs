@@ -44,6 +44,16 @@ pub fn load_or_create(dir: &Path) -> Result<[u8; 32], StoreError> {
     }
 }
 
+/// The keyed pseudonym of an address: `ip:` and 32 hex digits of HMAC-SHA256(key, address).
+/// Stable for one deployment, so grouping still works once the address is gone.
+pub fn pseudonym(key: &[u8; 32], ip: &str) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(ip.as_bytes());
+    format!("ip:{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,10 +2,28 @@
 //!
 //! Seeds and hashes are u64 in Rust and INTEGER (i64, same bits) in SQLite.
 
+use super::token::Token;
 use super::StoreError;
-use crate::canary::Token;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+
+/// The perceptual hashes kept for every token (computed by `canary::hash`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Hashes {
+    /// DCT hash (pHash) of the whole frame.
+    pub phash: u64,
+    /// Gradient hash (dHash) of the whole frame.
+    pub dhash: u64,
+    /// pHash of the central region `CENTER`, for finding cropped copies.
+    pub center_phash: u64,
+}
+
+impl Hashes {
+    /// Summed Hamming distance of the whole-frame hashes (0..=128).
+    pub fn full_distance(&self, other_phash: u64, other_dhash: u64) -> u32 {
+        (self.phash ^ other_phash).count_ones() + (self.dhash ^ other_dhash).count_ones()
+    }
+}
 
 /// A token as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,7 +56,7 @@ pub struct NewToken<'a> {
     pub client_key: &'a str,
     pub minted_by: &'a str,
     pub minting_event: Option<i64>,
-    pub hashes: Option<(i64, crate::canary::hash::Hashes)>,
+    pub hashes: Option<(i64, Hashes)>,
     /// The trap-gallery token whose page minted this one, if any.
     pub parent_token: Option<Token>,
     /// Gallery depth: 0 for a token planted in a site page.

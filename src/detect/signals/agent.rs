@@ -4,8 +4,8 @@
 //! scored.
 
 use super::{Facts, Signal, SignalId};
+use crate::config::detect::{AgentWeights, DetectConfig};
 use crate::detect::client::{Client, Crawler};
-use crate::detect::config::{AgentWeights, DetectConfig};
 
 /// Whether `ua` (already lower case) contains any of `tokens`, compared in lower case.
 /// `lower` is a buffer for each token in lower case (this runs for every new client, over

@@ -4,8 +4,8 @@
 //! seen and ignored.
 
 use super::{Facts, Signal, SignalId};
+use crate::config::detect::DetectConfig;
 use crate::detect::client::Client;
-use crate::detect::config::DetectConfig;
 use crate::record::Kind;
 
 fn is_canary(facts: &Facts) -> bool {

@@ -4,8 +4,8 @@
 //! joins them into a cluster; this signal scores the fetcher.
 
 use super::{Facts, Signal, SignalId};
+use crate::config::detect::DetectConfig;
 use crate::detect::client::Client;
-use crate::detect::config::DetectConfig;
 use crate::record::Kind;
 
 /// The client the token was minted for, when it is another one.

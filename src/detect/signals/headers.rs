@@ -4,8 +4,8 @@
 //! library puts `Accept-Encoding` before `Accept`, or sends no `Accept`, or `*/*` for a page).
 
 use super::{Facts, Signal, SignalId};
+use crate::config::detect::DetectConfig;
 use crate::detect::client::Client;
-use crate::detect::config::DetectConfig;
 use crate::record::Kind;
 
 pub struct BrowserHeadersMissing;

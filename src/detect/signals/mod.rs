@@ -18,8 +18,8 @@ mod trap;
 pub use agent::classify;
 
 use super::client::{Client, Crawler};
-use super::config::{DetectConfig, Scoring, Signals};
 use super::seen::Seen;
+use crate::config::detect::{DetectConfig, Scoring, Signals};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,8 +2,8 @@
 //! hour, and requests per minute. Each fires once per window and scores as configured.
 
 use super::{fnv, Facts, Signal, SignalId};
+use crate::config::detect::DetectConfig;
 use crate::detect::client::Client;
-use crate::detect::config::DetectConfig;
 use crate::record::Kind;
 
 fn is_image(kind: Kind) -> bool {

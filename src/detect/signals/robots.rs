@@ -4,8 +4,8 @@
 //! served when it never asked; parsing is by `texting_robots`.
 
 use super::{Facts, Signal, SignalId};
+use crate::config::detect::DetectConfig;
 use crate::detect::client::Client;
-use crate::detect::config::DetectConfig;
 use crate::record::Kind;
 use lru::LruCache;
 use std::collections::HashMap;
@@ -106,7 +106,7 @@ impl RobotsRules {
             let body = bodies
                 .get(sha)
                 .map(String::as_str)
-                .unwrap_or(crate::edge::robots::DEFAULT);
+                .unwrap_or(crate::record::published::DEFAULT_ROBOTS);
             texting_robots::Robot::new(token, body.as_bytes()).ok()
         });
         robot.as_ref().is_some_and(|r| !r.allowed(target))
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn reading_robots_first_moves_evidence_to_the_heavier_signal() {
         let events = vec![seen(1, 0, Kind::Page, "/private/")];
-        let config = crate::detect::config::DetectConfig::default();
+        let config = crate::config::detect::DetectConfig::default();
         let mut c = client_for(&events[0], &config);
         assert_eq!(run(&Disallowed, &mut c, &events, true), 1);
         assert_eq!(run(&ReadThenDisallowed, &mut c, &events, true), 0);

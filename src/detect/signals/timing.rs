@@ -4,8 +4,8 @@
 //! pause starts a new series.
 
 use super::{Facts, Signal, SignalId};
+use crate::config::detect::DetectConfig;
 use crate::detect::client::Client;
-use crate::detect::config::DetectConfig;
 
 pub struct RegularTiming;
 

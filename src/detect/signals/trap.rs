@@ -2,8 +2,8 @@
 //! never follows it. Each gallery links deeper ones; reaching `depth` means walking the trap.
 
 use super::{Facts, Signal, SignalId};
+use crate::config::detect::DetectConfig;
 use crate::detect::client::Client;
-use crate::detect::config::DetectConfig;
 use crate::record::Kind;
 
 pub struct Fetched;

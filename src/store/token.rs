@@ -1,4 +1,5 @@
-//! `Token`: names one canary image, minted per page view.
+//! `Token`: names one canary image, minted per page view. It lives with the store's rows,
+//! which it keys, so every module above (canary, record, evidence) shares one type.
 //!
 //! A token is 128 random bits behind the millisecond it was minted (48 bits, big-endian):
 //! the random part makes it unguessable, the time part makes tokens minted one after another
@@ -35,7 +36,7 @@ pub struct BadToken(pub String);
 impl Token {
     /// A fresh token: the current time and 128 bits from the operating system's random source.
     pub fn random() -> Token {
-        Token::minted_at(crate::store::now_ms())
+        Token::minted_at(super::now_ms())
     }
 
     /// A fresh token with a given mint time (milliseconds since the epoch).

@@ -1,9 +1,35 @@
-//! The detector's numbers: level thresholds, the LRU cap, windows, and one table per signal
-//! (`[detect.signals.NAME]`). Code holds the mechanism; an operator tunes these without
-//! recompiling, as with a CrowdSec scenario.
+//! The `[detect]` and `[detect.signals.*]` sections: the detector's numbers (level
+//! thresholds, the LRU cap, windows, one table per signal) and its levels. The detector holds
+//! the mechanism; an operator tunes these without recompiling, as with a CrowdSec scenario.
 
-use super::Level;
-use serde::Deserialize;
+use super::read::{keyword, section};
+use super::{require, Problem};
+use serde::{Deserialize, Serialize};
+
+/// How sure the detector is that a client harvests: a person reviews every level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Unusual, worth a look; ordinary visitors can get here.
+    Watch,
+    /// Behaves like a harvester; raw addresses are kept from here on (by default).
+    Suspect,
+    /// Harvests: took canaries, walked traps, broke robots.txt, or all of it at scale.
+    Harvester,
+}
+
+keyword!(Level { Watch => "watch", Suspect => "suspect", Harvester => "harvester" });
+
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "watch" => Some(Level::Watch),
+            "suspect" => Some(Level::Suspect),
+            "harvester" => Some(Level::Harvester),
+            _ => None,
+        }
+    }
+}
 
 /// How a signal's evidence turns into score: nothing below `min_count` pieces of evidence,
 /// `weight` at `min_count`, `per_extra` for each further piece, never more than `max`.
@@ -29,8 +55,7 @@ macro_rules! signal_config {
         weight: $w:expr, per_extra: $p:expr, max: $m:expr, min_count: $c:expr
     } { $($(#[$fdoc:meta])* $field:ident : $ty:ty = $default:expr),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Deserialize)]
-        #[serde(deny_unknown_fields, default)]
+        #[derive(Debug, Clone, PartialEq)]
         pub struct $name {
             pub weight: f64,
             pub per_extra: f64,
@@ -44,6 +69,8 @@ macro_rules! signal_config {
                 $name { weight: $w, per_extra: $p, max: $m, min_count: $c, $($field: $default,)* }
             }
         }
+
+        section!($name { weight, per_extra, max, min_count, $($field),* });
 
         impl Scoring for $name {
             fn weight(&self) -> f64 { self.weight }
@@ -142,8 +169,7 @@ signal_config! {
 }
 
 /// Score of a known agent, by category (the lists are in `[detect.agents]`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentWeights {
     pub dataset: f64,
     pub ai: f64,
@@ -155,6 +181,15 @@ pub struct AgentWeights {
     /// (`detect.verify_search_engines`).
     pub search_unverified: f64,
 }
+
+section!(AgentWeights {
+    dataset,
+    ai,
+    scraper,
+    headless,
+    search,
+    search_unverified,
+});
 
 impl Default for AgentWeights {
     fn default() -> Self {
@@ -170,8 +205,7 @@ impl Default for AgentWeights {
 }
 
 /// User-agent tokens by category, matched case-insensitively as substrings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Agents {
     pub dataset: Vec<String>,
     pub ai: Vec<String>,
@@ -183,6 +217,16 @@ pub struct Agents {
     /// DNS domains of the search engines, for `verify_search_engines`.
     pub search_domains: Vec<String>,
 }
+
+section!(Agents {
+    dataset,
+    ai,
+    scraper,
+    headless,
+    search,
+    declared,
+    search_domains,
+});
 
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -264,8 +308,7 @@ impl Default for Agents {
 }
 
 /// Every signal's table.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Signals {
     pub robots_disallowed: RobotsDisallowed,
     pub robots_read_then_disallowed: RobotsReadThenDisallowed,
@@ -285,8 +328,26 @@ pub struct Signals {
     pub known_agent: AgentWeights,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+section!(Signals {} tables {
+    robots_disallowed => "robots_disallowed",
+    robots_read_then_disallowed => "robots_read_then_disallowed",
+    canary_fetched => "canary_fetched",
+    trap_fetched => "trap_fetched",
+    gallery_depth => "gallery_depth",
+    opt_out_ignored => "opt_out_ignored",
+    token_handoff => "token_handoff",
+    no_render => "no_render",
+    image_rate => "image_rate",
+    request_rate => "request_rate",
+    regular_timing => "regular_timing",
+    browser_headers_missing => "browser_headers_missing",
+    header_order => "header_order",
+    enumeration => "enumeration",
+    cluster_addresses => "cluster_addresses",
+    known_agent => "known_agent",
+});
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct DetectConfig {
     /// Run the detector inside `serve`.
     pub enabled: bool,
@@ -323,6 +384,27 @@ pub struct DetectConfig {
     pub signals: Signals,
     pub agents: Agents,
 }
+
+section!(DetectConfig {
+    enabled,
+    watch,
+    suspect,
+    harvester,
+    hold_level,
+    polite_crawler_max,
+    max_clients,
+    max_fingerprints,
+    cluster_min_addresses,
+    prefix_min_addresses,
+    poll_ms,
+    persist_secs,
+    replay_secs,
+    verify_search_engines,
+    expect_sec_fetch,
+} tables {
+    signals => "signals",
+    agents => "agents",
+});
 
 impl Default for DetectConfig {
     fn default() -> Self {
@@ -362,36 +444,34 @@ impl DetectConfig {
         }
     }
 
-    /// What is wrong with the numbers, naming the key and the fix.
-    pub fn problem(&self) -> Option<(&'static str, String, &'static str)> {
+    /// What is wrong with the numbers, naming each key and the fix.
+    pub(super) fn check(&self, p: &mut Vec<Problem>) {
         if !(self.watch > 0.0 && self.watch < self.suspect && self.suspect < self.harvester) {
-            return Some((
+            p.push(Problem::text(
                 "detect.watch / suspect / harvester",
                 format!("{} / {} / {}", self.watch, self.suspect, self.harvester),
+                "thresholds out of order",
                 "use 0 < watch < suspect < harvester",
             ));
         }
-        if self.max_clients == 0 || self.max_fingerprints == 0 {
-            return Some((
-                "detect.max_clients / max_fingerprints",
-                "0".into(),
-                "use 1 or more",
-            ));
+        for (key, v) in [
+            ("detect.max_clients", self.max_clients),
+            ("detect.max_fingerprints", self.max_fingerprints),
+        ] {
+            require(p, v > 0, key, v, "use 1 or more");
         }
-        if self.cluster_min_addresses < 2 || self.prefix_min_addresses < 2 {
-            return Some((
-                "detect.cluster_min_addresses / prefix_min_addresses",
-                format!(
-                    "{} / {}",
-                    self.cluster_min_addresses, self.prefix_min_addresses
-                ),
-                "use 2 or more",
-            ));
+        for (key, v) in [
+            ("detect.cluster_min_addresses", self.cluster_min_addresses),
+            ("detect.prefix_min_addresses", self.prefix_min_addresses),
+        ] {
+            require(p, v >= 2, key, v, "use 2 or more");
         }
-        if self.poll_ms == 0 || self.persist_secs == 0 {
-            return Some(("detect.poll_ms / persist_secs", "0".into(), "use 1 or more"));
+        for (key, v) in [
+            ("detect.poll_ms", self.poll_ms),
+            ("detect.persist_secs", self.persist_secs),
+        ] {
+            require(p, v > 0, key, v, "use 1 or more");
         }
-        None
     }
 }
 

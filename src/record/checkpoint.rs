@@ -168,14 +168,14 @@ pub fn audit(conn: &Connection, key: &SigningKey) -> Result<Result<Audit, String
                 "checkpoint {seq} follows checkpoint {i}: checkpoints are missing"
             )));
         }
-        let fields = format!(
-            "\nseq: {seq}\nevent: {}\nchain: {}\ntime_ms: {}\nevents: {}\n",
-            c.event_id,
-            hex::encode(c.chain),
-            c.ts_ms,
-            c.events
-        );
-        if !c.message.starts_with("faceprobe checkpoint v1\n") || !c.message.ends_with(&fields) {
+        // The message as `message` writes it for the site it names: one format, compared whole.
+        let site = c
+            .message
+            .lines()
+            .nth(1)
+            .and_then(|l| l.strip_prefix("site: "))
+            .unwrap_or_default();
+        if c.message != message(site, seq, c.event_id, &c.chain, c.ts_ms, c.events) {
             return Ok(Err(format!(
                 "checkpoint {seq}: its signed message says other values than its row"
             )));

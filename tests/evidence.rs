@@ -1242,6 +1242,14 @@ fn build_and_verify_refuse_what_they_cannot_do() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("faceprobe clients"), "{}", stderr(&o));
     assert!(!out.exists());
+    // Nor the scratch folder the large files are spooled to.
+    let left: Vec<_> = std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 
     // An existing --out is refused and left as it was.
     let existing = env.path("existing.zip");

@@ -3,10 +3,11 @@
 //! the site's images, found images, the flag, the key, the checker and the signed manifest.
 //!
 //! Building opens a case: the actor's records are held past retention, and the build itself
-//! (who, when, which file, its SHA-256) is stored. The archive is written beside its final
-//! name and renamed into place, so a failed build leaves no half-written file.
+//! (who, when, which file, its SHA-256) is stored. The archive is written in a scratch folder
+//! beside its final name and renamed into place, so a failed build leaves no half-written file.
 
 use super::case::{self, Case};
+use super::files::{Archive, Body, Entry, Files, Scratch};
 use super::report::{self, Lang};
 use super::{csv_field, EvidenceError};
 use crate::config::Config;
@@ -16,6 +17,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The checker shipped in every bundle, and how to check by hand (French, English).
 const VERIFY_PY: &str = include_str!("verify.py");
@@ -50,12 +52,24 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
     if req.out.exists() {
         return Err(EvidenceError::Exists(req.out.to_path_buf()));
     }
+    let started = Instant::now();
+    let step = |what: &str| tracing::debug!("evidence build: {what} at {:?}", started.elapsed());
     let mut store = Store::open(&config.store.data_dir)?;
     let signer = SigningKey::load_or_create(
         &config.store.data_dir,
         config.evidence.signing_key.as_deref(),
     )?;
-    let mut case = case::gather(store.conn_mut(), config, req.key, &signer)?;
+    let scratch = Scratch::beside(req.out).map_err(|e| {
+        EvidenceError::Bundle(format!(
+            "cannot make a scratch folder beside {}: {e}",
+            req.out.display()
+        ))
+    })?;
+    let mut files = Files::default();
+    let mut chain = scratch.spool("chain.jsonl")?;
+    let mut case = case::gather(store.conn_mut(), config, req.key, &signer, &mut chain)?;
+    files.insert_entry("chain.jsonl", chain.finish()?);
+    step("case gathered");
     let created_ms = now_ms();
     let created = rfc3339(created_ms);
     let bundle = format!(
@@ -66,31 +80,54 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
     case.report.bundle_id = bundle.clone();
     case.report.created_ms = created_ms;
 
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let found = super::found::attach(store.conn(), config, &case, req.found, &mut files)?;
     case.report.found = found.clone();
-    // The largest file (one line per event of the segment): moved, not copied.
-    files.insert(
-        "chain.jsonl".into(),
-        std::mem::take(&mut case.segment.chain_jsonl),
-    );
-    contents(&case, &signer, &mut files)?;
+    contents(&case, &signer, &scratch, &mut files)?;
     // Written out and reported on: the events' second copy in memory is not needed any more.
     case.segment.events = Vec::new();
+    step("data files written");
     let images: BTreeMap<String, Vec<u8>> = files
         .iter()
         .filter(|(k, _)| k.starts_with("canaries/") && k.ends_with(".jpg"))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .filter_map(|(k, _)| Some((k.clone(), files.bytes(k)?.to_vec())))
         .collect();
-    for (lang, pdf, html) in [
-        (Lang::Fr, "rapport.pdf", "rapport.html"),
-        (Lang::En, "report.pdf", "report.html"),
-    ] {
-        files.insert(pdf.into(), report::pdf(&case.report, &images, lang)?);
-        files.insert(
-            html.into(),
-            report::html(&case.report, &images, lang).into_bytes(),
-        );
+
+    // The reports are laid out on a second thread while the data files are compressed into
+    // the archive on this one.
+    let part = scratch.path("bundle.zip");
+    let mut archive = Archive::create(&part, &bundle, zip_time(created_ms))?;
+    let reports = std::thread::scope(|s| -> Result<Vec<(&str, Vec<u8>)>, EvidenceError> {
+        let report = &case.report;
+        let images = &images;
+        let rendering = std::thread::Builder::new()
+            .name("faceprobe-report".into())
+            // Typst's layout recurses deeply; the main thread's 8 MiB is what it is tested on.
+            .stack_size(8 << 20)
+            .spawn_scoped(s, move || -> Result<Vec<(&str, Vec<u8>)>, EvidenceError> {
+                let mut out = Vec::new();
+                for (lang, pdf, html) in [
+                    (Lang::Fr, "rapport.pdf", "rapport.html"),
+                    (Lang::En, "report.pdf", "report.html"),
+                ] {
+                    out.push((pdf, report::pdf(report, images, lang)?));
+                    step(pdf);
+                    out.push((html, report::html(report, images, lang).into_bytes()));
+                    step(html);
+                }
+                Ok(out)
+            })?;
+        let written = files.iter().try_for_each(|(path, e)| archive.add(path, e));
+        step("data files compressed");
+        let reports = rendering
+            .join()
+            .map_err(|_| EvidenceError::Report("the report's layout failed".into()))?;
+        written?;
+        reports
+    })?;
+    step("reports added");
+    let mut last = Files::default();
+    for (path, bytes) in reports {
+        last.insert(path, bytes);
     }
     let fill = |t: &str| {
         t.replace("{site}", &config.evidence.site)
@@ -98,24 +135,24 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
             .replace("{fingerprint}", &signer.fingerprint())
             .replace("{key_url}", &case.report.integrity.key_url)
     };
-    files.insert("VERIFY.txt".into(), fill(VERIFY_EN).into_bytes());
-    files.insert("VERIFIER.txt".into(), fill(VERIFY_FR).into_bytes());
-    files.insert("verify.py".into(), VERIFY_PY.as_bytes().to_vec());
+    last.insert("VERIFY.txt", fill(VERIFY_EN).into_bytes());
+    last.insert("VERIFIER.txt", fill(VERIFY_FR).into_bytes());
+    last.insert("verify.py", VERIFY_PY.as_bytes().to_vec());
+    for (path, e) in last.iter() {
+        archive.add(path, e)?;
+    }
 
     let user = who();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     let seg = &case.segment;
-    let listed: Vec<serde_json::Value> = files
+    // Every file, by path, as the manifest and SHA256SUMS list them.
+    let mut all: BTreeMap<&str, &Entry> = files.iter().map(|(p, e)| (p.as_str(), e)).collect();
+    all.extend(last.iter().map(|(p, e)| (p.as_str(), e)));
+    let listed: Vec<serde_json::Value> = all
         .iter()
-        .map(|(path, bytes)| {
-            serde_json::json!({
-                "path": path,
-                "sha256": hex::encode(Sha256::digest(bytes)),
-                "bytes": bytes.len(),
-            })
-        })
+        .map(|(path, e)| serde_json::json!({"path": path, "sha256": e.sha256_hex(), "bytes": e.bytes}))
         .collect();
     let manifest = serde_json::json!({
         "format": "faceprobe-evidence-v1",
@@ -146,17 +183,32 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
         },
         "files": listed,
     });
-    let manifest = serde_json::to_vec_pretty(&manifest)?;
-    let signature = signer.sign(NAMESPACE_EVIDENCE, &manifest)?;
-    files.insert("manifest.json".into(), manifest);
+    let manifest = Entry::memory(serde_json::to_vec_pretty(&manifest)?);
+    let Body::Memory(manifest_bytes) = &manifest.body else {
+        unreachable!("made in memory")
+    };
+    let signature = Entry::memory(
+        signer
+            .sign(NAMESPACE_EVIDENCE, manifest_bytes)?
+            .into_bytes(),
+    );
+    all.insert("manifest.json", &manifest);
     let mut sums = String::new();
-    for (path, bytes) in &files {
-        sums.push_str(&format!("{}  {path}\n", hex::encode(Sha256::digest(bytes))));
+    for (path, e) in &all {
+        sums.push_str(&format!("{}  {path}\n", e.sha256_hex()));
     }
-    files.insert("SHA256SUMS".into(), sums.into_bytes());
-    files.insert("manifest.sig".into(), signature.into_bytes());
-
-    let (sha256, bytes) = write_zip(req.out, &bundle, &files, created_ms)?;
+    let sums = Entry::memory(sums.into_bytes());
+    archive.add("manifest.json", &manifest)?;
+    archive.add("SHA256SUMS", &sums)?;
+    archive.add("manifest.sig", &signature)?;
+    archive.finish()?;
+    // Renamed into place only now, so that a failed build leaves no half-written archive.
+    std::fs::rename(&part, req.out)?;
+    drop(scratch);
+    let mut hasher = Sha256::new();
+    let bytes = std::io::copy(&mut std::fs::File::open(req.out)?, &mut hasher)?;
+    let sha256 = hex::encode(hasher.finalize());
+    step("archive written");
     open_case(
         store.conn_mut(),
         &case,
@@ -180,23 +232,20 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
     })
 }
 
-/// The data files: events, chain, checkpoints, robots, canaries, site images, flag, key.
+/// The data files: events, checkpoints, robots, canaries, site images, flag, key.
 fn contents(
     case: &Case,
     signer: &SigningKey,
-    files: &mut BTreeMap<String, Vec<u8>>,
+    scratch: &Scratch,
+    files: &mut Files,
 ) -> Result<(), EvidenceError> {
     let seg = &case.segment;
-    // Sized from the first line, so that the buffer is not copied to grow.
-    let per_line = seg.events.first().map_or(0, |e| {
-        serde_json::to_vec(&e.line()).map_or(0, |l| l.len() + l.len() / 4 + 64)
-    });
-    let mut events = Vec::with_capacity(seg.events.len() * per_line);
+    let mut events = scratch.spool("events.jsonl")?;
     for e in &seg.events {
         serde_json::to_writer(&mut events, &e.line())?;
-        events.push(b'\n');
+        events.write_all(b"\n")?;
     }
-    files.insert("events.jsonl".into(), events);
+    files.insert_entry("events.jsonl", events.finish()?);
     let mut checkpoints = Vec::new();
     for c in &seg.checkpoints {
         serde_json::to_writer(
@@ -214,7 +263,7 @@ fn contents(
         )?;
         checkpoints.push(b'\n');
     }
-    files.insert("checkpoints.jsonl".into(), checkpoints);
+    files.insert("checkpoints.jsonl", checkpoints);
     for (sha, body, _) in &case.robots {
         files.insert(format!("robots/{sha}.txt"), body.clone());
     }
@@ -246,7 +295,7 @@ fn contents(
             ids.join(" ")
         ));
     }
-    files.insert("canaries/index.csv".into(), index.into_bytes());
+    files.insert("canaries/index.csv", index.into_bytes());
     let mut sites = String::from("path,fetches,first_ms,last_ms,bytes,event_ids\n");
     for s in &case.site_images {
         let ids: Vec<String> = s.event_ids.iter().map(|i| i.to_string()).collect();
@@ -260,7 +309,7 @@ fn contents(
             ids.join(" ")
         ));
     }
-    files.insert("site-images.csv".into(), sites.into_bytes());
+    files.insert("site-images.csv", sites.into_bytes());
     let history: Vec<serde_json::Value> = case
         .history
         .iter()
@@ -270,61 +319,16 @@ fn contents(
         .collect();
     let mut flag = case.client.summary();
     flag["history"] = serde_json::json!(history);
-    files.insert("flag.json".into(), serde_json::to_vec_pretty(&flag)?);
+    files.insert("flag.json", serde_json::to_vec_pretty(&flag)?);
     files.insert(
-        "faceprobe-key.pub".into(),
+        "faceprobe-key.pub",
         format!("{}\n", signer.public_line()).into_bytes(),
     );
     files.insert(
-        "allowed_signers".into(),
+        "allowed_signers",
         format!("{}\n", signer.allowed_signers()).into_bytes(),
     );
     Ok(())
-}
-
-/// Writes the archive beside `out` and renames it there; returns its SHA-256 and size.
-fn write_zip(
-    out: &Path,
-    folder: &str,
-    files: &BTreeMap<String, Vec<u8>>,
-    created_ms: i64,
-) -> Result<(String, u64), EvidenceError> {
-    use zip::write::SimpleFileOptions;
-    use zip::CompressionMethod;
-    let tmp = out.with_extension(format!("partial{}", std::process::id()));
-    let result = (|| -> Result<(), EvidenceError> {
-        let file = std::fs::File::create(&tmp)?;
-        let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
-        let when = zip_time(created_ms);
-        for (path, bytes) in files {
-            let packed = path.ends_with(".pdf") || path.ends_with(".jpg");
-            let options = SimpleFileOptions::default()
-                .compression_method(if packed {
-                    CompressionMethod::Stored
-                } else {
-                    CompressionMethod::Deflated
-                })
-                .compression_level(if packed { None } else { Some(3) })
-                .last_modified_time(when)
-                .unix_permissions(0o644)
-                .large_file(bytes.len() > u32::MAX as usize / 2);
-            zip.start_file(format!("{folder}/{path}"), options)?;
-            zip.write_all(bytes)?;
-        }
-        let mut w = zip.finish()?;
-        w.flush()?;
-        w.get_ref().sync_all()?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, out)?;
-    let mut hasher = Sha256::new();
-    let mut f = std::fs::File::open(out)?;
-    let bytes = std::io::copy(&mut f, &mut hasher)?;
-    Ok((hex::encode(hasher.finalize()), bytes))
 }
 
 fn zip_time(ms: i64) -> zip::DateTime {

@@ -3,11 +3,11 @@
 //! broken, opt-outs ignored, canaries, the site's images), and the canaries re-rendered.
 //! Nothing of another visitor is read into it except the digests of the segment.
 
+use super::files::Spool;
 use super::report::model::{self, Report};
 use super::robots::Rules;
 use super::segment::{self, Segment};
 use super::EvidenceError;
-use crate::canary::hash::{Frame, Scheme};
 use crate::canary::{marks, render, Token};
 use crate::config::Config;
 use crate::detect::Client;
@@ -18,8 +18,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Canaries re-rendered into a bundle at most (the index lists every one).
 pub const MAX_CANARY_IMAGES: usize = 1000;
-/// Rows of the site's images in the report at most (site-images.csv lists every one).
-const MAX_SITE_IMAGE_ROWS: usize = 2000;
+/// Rows of the site's images in the report at most (about four pages): a reader wants the
+/// first of them and the totals; site-images.csv lists every one.
+const MAX_SITE_IMAGE_ROWS: usize = 200;
 /// Buckets of the timeline chart.
 const BUCKETS: i64 = 48;
 
@@ -62,12 +63,14 @@ pub struct Case {
     pub jpeg_quality: u8,
 }
 
-/// Reads the case of `key` (a client `c:…` or a cluster `k:…`).
+/// Reads the case of `key` (a client `c:…` or a cluster `k:…`), writing the segment's
+/// `chain.jsonl` into `chain`.
 pub fn gather(
     conn: &mut Connection,
     config: &Config,
     key: &str,
     signer: &SigningKey,
+    chain: &mut Spool,
 ) -> Result<Case, EvidenceError> {
     let client: Client =
         clients::get(conn, key)?.ok_or_else(|| EvidenceError::UnknownActor(key.into()))?;
@@ -75,10 +78,14 @@ pub fn gather(
     if !client.is_cluster() {
         actor_keys.insert(client.key.clone());
     }
-    let segment = segment::read(conn, &actor_keys, signer, &config.evidence.site)?;
+    let started = std::time::Instant::now();
+    let step = |what: &str| tracing::debug!("evidence case: {what} in {:?}", started.elapsed());
+    let segment = segment::read(conn, &actor_keys, signer, &config.evidence.site, chain)?;
+    step("chain segment read");
     let history = clients::history(conn, key)?;
     let robots = robots_versions(conn, &segment)?;
     let canaries = canaries(conn, &segment, &actor_keys, config.canary.jpeg_quality)?;
+    step("canaries re-rendered");
     let site_images = site_images(&segment);
     let mut case = Case {
         client,
@@ -92,6 +99,7 @@ pub fn gather(
         jpeg_quality: config.canary.jpeg_quality,
     };
     case.report = report(&case, config, signer);
+    step("report's facts counted");
     Ok(case)
 }
 
@@ -196,7 +204,7 @@ fn canaries(
         for part in [a, b] {
             s.spawn(move || {
                 for c in part.iter_mut() {
-                    c.jpeg = rerender(c, quality).ok().map(|(jpeg, _)| jpeg);
+                    c.jpeg = rerender(c, quality).ok();
                 }
             });
         }
@@ -204,16 +212,11 @@ fn canaries(
     Ok(out)
 }
 
-/// A canary drawn again from its seeds and encoded as served, with its hashes.
-pub fn rerender(
-    c: &CanaryTaken,
-    quality: u8,
-) -> Result<(Vec<u8>, crate::canary::hash::Hashes), EvidenceError> {
+/// A canary drawn again from its seeds and encoded as served.
+pub fn rerender(c: &CanaryTaken, quality: u8) -> Result<Vec<u8>, EvidenceError> {
     let image = render::render_seeds(c.identity_seed, c.variant_seed, c.size);
-    let jpeg = marks::encode_jpeg(&image, &c.token, quality)
-        .map_err(|e| EvidenceError::Store(format!("cannot encode canary {}: {e}", c.token)))?;
-    let hashes = Scheme::new().hashes(&Frame::of_rgb(&image));
-    Ok((jpeg, hashes))
+    marks::encode_jpeg(&image, &c.token, quality)
+        .map_err(|e| EvidenceError::Store(format!("cannot encode canary {}: {e}", c.token)))
 }
 
 fn site_images(seg: &Segment) -> Vec<SiteImageTaken> {
@@ -501,6 +504,7 @@ fn report(case: &Case, config: &Config, signer: &SigningKey) -> Report {
             })
             .collect(),
         site_images_total: case.site_images.len() as u64,
+        site_images_bytes: case.site_images.iter().map(|s| s.bytes).sum(),
         reasons,
         history: case
             .history

@@ -3,13 +3,13 @@
 //! actor's fetches are named; another client's fetch of the same token is counted, not shown.
 
 use super::case::Case;
+use super::files::Files;
 use super::report::model;
 use super::EvidenceError;
 use crate::canary::matcher::{load_image, Matcher};
 use crate::config::Config;
 use crate::store::tokens;
 use rusqlite::Connection;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub fn attach(
@@ -17,7 +17,7 @@ pub fn attach(
     config: &Config,
     case: &Case,
     found: &[PathBuf],
-    files: &mut BTreeMap<String, Vec<u8>>,
+    files: &mut Files,
 ) -> Result<Vec<model::Found>, EvidenceError> {
     if found.is_empty() {
         return Ok(Vec::new());
@@ -81,9 +81,6 @@ pub fn attach(
         });
         results.push(serde_json::json!({"file": file, "given_as": name, "matches": listed}));
     }
-    files.insert(
-        "found/matches.json".into(),
-        serde_json::to_vec_pretty(&results)?,
-    );
+    files.insert("found/matches.json", serde_json::to_vec_pretty(&results)?);
     Ok(out)
 }

@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod case;
 pub mod events;
+pub mod files;
 pub mod found;
 pub mod report;
 pub mod robots;

@@ -23,7 +23,9 @@ pub struct Report {
     pub canaries: Vec<Canary>,
     /// The site's own images the actor fetched (at most a few thousand rows; the total is below).
     pub site_images: Vec<SiteImage>,
+    /// How many distinct images of the site, and their bytes, over all (the rows may be fewer).
     pub site_images_total: u64,
+    pub site_images_bytes: u64,
     /// The detector's reasons, strongest first.
     pub reasons: Vec<Reason>,
     /// The flag's history (levels reached, reviews, dismissals, bundle builds).

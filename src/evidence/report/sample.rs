@@ -58,7 +58,8 @@ pub(crate) fn report() -> Report {
             last_ms: T0 + 20 * MIN + i as i64 * 70_000,
             bytes: 180_000 + (i * 37_919) % 260_000,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let site_images_bytes = site_images.iter().map(|s| s.bytes).sum();
     let timeline = (0..40i64)
         .map(|i| {
             let w = |a: i64, b: i64| ((i * a + b) % 5) as u64;
@@ -197,6 +198,7 @@ pub(crate) fn report() -> Report {
         canaries,
         site_images,
         site_images_total: 18,
+        site_images_bytes,
         reasons: vec![
             Reason {
                 signal: "canary_fetched".into(),

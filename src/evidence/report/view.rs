@@ -982,8 +982,12 @@ fn site_images(r: &Report, lang: Lang) -> Section {
             ),
         });
     } else {
-        let fetches: u64 = r.site_images.iter().map(|i| i.fetches).sum();
-        let bytes: u64 = r.site_images.iter().map(|i| i.bytes).sum();
+        // Totals over every image taken, also when the table shows only the first of them.
+        let (images, fetches, bytes) = (
+            r.site_images_total,
+            r.activity.site_images,
+            r.site_images_bytes,
+        );
         blocks.push(Block::Table(Table {
             columns: vec![
                 col(t(lang, "Chemin", "Path"), "left", 1, true),
@@ -1009,13 +1013,13 @@ fn site_images(r: &Report, lang: Lang) -> Section {
                 match lang {
                     Lang::Fr => format!(
                         "Total : {} {}",
-                        int(lang, r.site_images.len() as u64),
-                        plural(lang, r.site_images.len() as u64, "image", "images")
+                        int(lang, images),
+                        plural(lang, images, "image", "images")
                     ),
                     Lang::En => format!(
                         "Total: {} {}",
-                        int(lang, r.site_images.len() as u64),
-                        plural(lang, r.site_images.len() as u64, "image", "images")
+                        int(lang, images),
+                        plural(lang, images, "image", "images")
                     ),
                 },
                 int(lang, fetches),
@@ -1028,12 +1032,12 @@ fn site_images(r: &Report, lang: Lang) -> Section {
             blocks.push(Block::Note {
                 text: match lang {
                     Lang::Fr => format!(
-                        "Le tableau montre {} images sur {} ; la liste complète est dans events.jsonl.",
+                        "Le tableau montre les {} premières images sur {} ; la liste complète est dans site-images.csv.",
                         int(lang, r.site_images.len() as u64),
                         int(lang, r.site_images_total)
                     ),
                     Lang::En => format!(
-                        "The table shows {} images of {}; the full list is in events.jsonl.",
+                        "The table shows the first {} images of {}; the full list is in site-images.csv.",
                         int(lang, r.site_images.len() as u64),
                         int(lang, r.site_images_total)
                     ),

@@ -98,6 +98,9 @@ fn main() -> ExitCode {
         }
     };
     faceprobe::logging::init(&config.log);
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(&config, args),
         Command::Canary(CanaryCommand::Render(args)) => cmd::render::run(&config, args),
@@ -117,5 +120,16 @@ fn main() -> ExitCode {
             eprintln!("faceprobe: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command whose output goes into `| head` ends quietly when the reader leaves, as other Unix
+/// tools do, rather than panicking on the closed pipe. Not for `serve`: a client closing its
+/// connection must never stop the server.
+fn quiet_on_closed_pipe() {
+    // SAFETY: called before any other thread exists; restores the default disposition.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -4,6 +4,7 @@ mod common;
 
 use common::Env;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 fn decode(path: &Path) -> image::RgbImage {
     image::open(path).unwrap().to_rgb8()
@@ -187,6 +188,28 @@ fn bad_images_get_one_line_errors_naming_the_file() {
         assert_eq!(res.len(), 1);
         assert_eq!(res[0]["matches"][0]["how"], "xmp");
     }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faceprobe"))
+        .arg("--config")
+        .arg(&env.config)
+        .args(["canary", "render", "--count", "20", "--out"])
+        .arg(env.path("out"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the first line, as `faceprobe … | head -0` does.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{stderr}");
 }
 
 #[test]

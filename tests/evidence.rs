@@ -966,7 +966,7 @@ fn every_kind_of_tampering_is_caught_by_both_checkers_which_name_it() {
         ));
     }
     // A checkpoint forged: (a) its chain value and the matching line of its message changed,
-    // not signed again; (b) the same, signed again with another key.
+    // not signed again; (b) the same, signed again with another key; (c) below.
     let forged_cp = |c: &serde_json::Value| {
         let old = c["chain"].as_str().unwrap().to_string();
         let new = other_hex(&old);
@@ -988,6 +988,17 @@ fn every_kind_of_tampering_is_caught_by_both_checkers_which_name_it() {
             "a checkpoint's chain and message changed, not signed again",
             &["checkpoints.jsonl", &cp_at],
             move |d| edit_line(&d.join("checkpoints.jsonl"), 0, |_| forged.clone()),
+        ));
+    }
+    {
+        // (c) its time changed on its line only: the message signed no longer says it.
+        let mut v = cp0.clone();
+        v["ts_ms"] = (cp0["ts_ms"].as_i64().unwrap() + 1).into();
+        let changed = serde_json::to_string(&v).unwrap();
+        cases.push(tamper(
+            "a checkpoint's time changed on its line, not in the message it signed",
+            &["checkpoints.jsonl", &cp_at],
+            move |d| edit_line(&d.join("checkpoints.jsonl"), 0, |_| changed.clone()),
         ));
     }
     let other_dir = tempfile::tempdir().unwrap();

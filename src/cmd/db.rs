@@ -10,16 +10,11 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
     let store = Store::open(&config.store.data_dir)
         .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
     let problems = store.integrity_problems()?;
-    let count = |table: &str| -> anyhow::Result<i64> {
-        Ok(store
-            .conn()
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
-    };
     println!(
         "database {}: {} tokens, {} events",
         store.dir().join("faceprobe.db").display(),
-        count("tokens")?,
-        count("events")?
+        count(&store, "tokens")?,
+        count(&store, "events")?
     );
     let mut ok = true;
     if problems.is_empty() {
@@ -67,11 +62,16 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Rows in `table`.
+fn count(store: &Store, table: &str) -> anyhow::Result<i64> {
+    Ok(store
+        .conn()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+}
+
 /// The signed checkpoints against the key and the chain; `false` when one fails.
 fn check_checkpoints(config: &Config, store: &Store) -> anyhow::Result<bool> {
-    let stored: i64 = store
-        .conn()
-        .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))?;
+    let stored = count(store, "checkpoints")?;
     // The key `serve` signs with; `db check` never creates one.
     let key_file = config
         .evidence

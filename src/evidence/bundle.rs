@@ -7,7 +7,7 @@
 //! beside its final name and renamed into place, so a failed build leaves no half-written file.
 
 use super::case::{self, Case};
-use super::files::{Archive, Body, Entry, Files, Scratch};
+use super::files::{Archive, Files, Scratch};
 use super::report::{self, Lang};
 use super::{csv_field, EvidenceError};
 use crate::config::Config;
@@ -125,9 +125,8 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
         reports
     })?;
     step("reports added");
-    let mut last = Files::default();
     for (path, bytes) in reports {
-        last.insert(path, bytes);
+        files.insert_into(&mut archive, path, bytes)?;
     }
     let fill = |t: &str| {
         t.replace("{site}", &config.evidence.site)
@@ -135,22 +134,16 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
             .replace("{fingerprint}", &signer.fingerprint())
             .replace("{key_url}", &case.report.integrity.key_url)
     };
-    last.insert("VERIFY.txt", fill(VERIFY_EN).into_bytes());
-    last.insert("VERIFIER.txt", fill(VERIFY_FR).into_bytes());
-    last.insert("verify.py", VERIFY_PY.as_bytes().to_vec());
-    for (path, e) in last.iter() {
-        archive.add(path, e)?;
-    }
+    files.insert_into(&mut archive, "VERIFY.txt", fill(VERIFY_EN).into_bytes())?;
+    files.insert_into(&mut archive, "VERIFIER.txt", fill(VERIFY_FR).into_bytes())?;
+    files.insert_into(&mut archive, "verify.py", VERIFY_PY.as_bytes().to_vec())?;
 
     let user = who();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     let seg = &case.segment;
-    // Every file, by path, as the manifest and SHA256SUMS list them.
-    let mut all: BTreeMap<&str, &Entry> = files.iter().map(|(p, e)| (p.as_str(), e)).collect();
-    all.extend(last.iter().map(|(p, e)| (p.as_str(), e)));
-    let listed: Vec<serde_json::Value> = all
+    let listed: Vec<serde_json::Value> = files
         .iter()
         .map(|(path, e)| serde_json::json!({"path": path, "sha256": e.sha256_hex(), "bytes": e.bytes}))
         .collect();
@@ -183,24 +176,15 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
         },
         "files": listed,
     });
-    let manifest = Entry::memory(serde_json::to_vec_pretty(&manifest)?);
-    let Body::Memory(manifest_bytes) = &manifest.body else {
-        unreachable!("made in memory")
-    };
-    let signature = Entry::memory(
-        signer
-            .sign(NAMESPACE_EVIDENCE, manifest_bytes)?
-            .into_bytes(),
-    );
-    all.insert("manifest.json", &manifest);
+    let manifest = serde_json::to_vec_pretty(&manifest)?;
+    let signature = signer.sign(NAMESPACE_EVIDENCE, &manifest)?;
+    files.insert_into(&mut archive, "manifest.json", manifest)?;
     let mut sums = String::new();
-    for (path, e) in &all {
+    for (path, e) in files.iter() {
         sums.push_str(&format!("{}  {path}\n", e.sha256_hex()));
     }
-    let sums = Entry::memory(sums.into_bytes());
-    archive.add("manifest.json", &manifest)?;
-    archive.add("SHA256SUMS", &sums)?;
-    archive.add("manifest.sig", &signature)?;
+    files.insert_into(&mut archive, "SHA256SUMS", sums.into_bytes())?;
+    files.insert_into(&mut archive, "manifest.sig", signature.into_bytes())?;
     archive.finish()?;
     // Renamed into place only now, so that a failed build leaves no half-written archive.
     std::fs::rename(&part, req.out)?;

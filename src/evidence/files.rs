@@ -136,6 +136,19 @@ impl Files {
         self.0.insert(path.into(), entry);
     }
 
+    /// Adds a file made after the others went into `archive`: written there now, listed here.
+    pub fn insert_into(
+        &mut self,
+        archive: &mut Archive,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), super::EvidenceError> {
+        let entry = Entry::memory(bytes);
+        archive.add(path, &entry)?;
+        self.insert_entry(path, entry);
+        Ok(())
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
         self.0.iter()
     }

@@ -59,14 +59,6 @@ pub fn read(
          FROM events_full WHERE id > ?1 AND id <= ?2 ORDER BY id"
     ))?;
     let mut rows = stmt.query([start.after, end.event_id])?;
-    let mut seg = Segment {
-        start: start.clone(),
-        end: end.clone(),
-        events: Vec::new(),
-        actor_events: 0,
-        others: 0,
-        checkpoints: Vec::new(),
-    };
     // Two threads: this one reads the rows (a statement stays on the thread that made it),
     // the other hashes and links them and writes chain.jsonl, a batch at a time.
     start_line(chain, &start)?;
@@ -145,24 +137,26 @@ pub fn read(
         (read, linked)
     });
     let linked = linked?;
-    let (current, expected) = read?;
-    seg.start = current;
-    seg.events = linked.events;
-    seg.others = linked.others;
+    let (start, expected) = read?;
     if expected != end.event_id + 1 || linked.prev != end.chain {
         return Err(EvidenceError::Store(format!(
             "the chain up to checkpoint {} (event {}) does not verify; run `faceprobe db check`",
             end.seq, end.event_id
         )));
     }
-    seg.actor_events = seg.events.len();
     writeln!(
         chain,
         "{}",
         serde_json::json!({"type": "end", "id": end.event_id, "chain": hex::encode(end.chain)})
     )?;
-    seg.checkpoints = checkpoint::between(conn, seg.start.after, end.event_id)?;
-    Ok(seg)
+    Ok(Segment {
+        checkpoints: checkpoint::between(conn, start.after, end.event_id)?,
+        start,
+        end,
+        actor_events: linked.events.len(),
+        events: linked.events,
+        others: linked.others,
+    })
 }
 
 /// Rows passed from the reading thread to the linking one at a time.

@@ -13,4 +13,5 @@ pub mod evidence;
 pub mod logging;
 pub mod metrics;
 pub mod record;
+pub mod review;
 pub mod store;

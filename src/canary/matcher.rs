@@ -389,6 +389,24 @@ pub fn load_image(path: &Path, config: &MatchConfig) -> Result<(Vec<u8>, RgbImag
     file.take(config.max_file_bytes + 1)
         .read_to_end(&mut bytes)
         .map_err(read_err)?;
+    decode_image(&name, bytes, config)
+}
+
+/// Decodes an image received whole (an upload), within the configured limits; `name` is what
+/// its errors call it.
+pub fn decode_image(
+    name: &str,
+    bytes: Vec<u8>,
+    config: &MatchConfig,
+) -> Result<(Vec<u8>, RgbImage), ImageError> {
+    let name = name.to_string();
+    if bytes.len() as u64 > config.max_file_bytes {
+        return Err(ImageError::TooBig {
+            path: name,
+            size: bytes.len() as u64,
+            limit: config.max_file_bytes,
+        });
+    }
     let img = decode(&bytes, config).map_err(|e| match e {
         DecodeError::NotImage => ImageError::NotImage { path: name.clone() },
         DecodeError::Limits(detail) => ImageError::Limits {

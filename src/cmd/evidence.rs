@@ -40,6 +40,7 @@ pub fn build(config: &Config, args: BuildArgs) -> anyhow::Result<ExitCode> {
             out: &args.out,
             found: &args.found,
             command,
+            built_by: None,
         },
     )?;
     println!(

@@ -119,6 +119,7 @@ pub struct Config {
     pub detect: DetectConfig,
     pub alert: AlertConfig,
     pub evidence: EvidenceConfig,
+    pub review: ReviewConfig,
 }
 
 section!(Config {} tables {
@@ -131,6 +132,7 @@ section!(Config {} tables {
     detect => "detect",
     alert => "alert",
     evidence => "evidence",
+    review => "review",
 });
 
 #[derive(Debug, Clone, PartialEq)]
@@ -268,6 +270,42 @@ impl Default for EvidenceConfig {
         }
     }
 }
+
+/// The review dashboard on the admin listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewConfig {
+    /// The admin token, written here (prefer `token_file` or FACEPROBE_ADMIN_TOKEN); empty:
+    /// none given.
+    pub token: String,
+    /// A file holding the admin token (its first line).
+    pub token_file: Option<PathBuf>,
+    /// Hours a login lasts.
+    pub session_hours: u64,
+    /// `/healthz` and `/metrics` answer without a login.
+    pub open_metrics: bool,
+    /// Login attempts per minute from one address (also the burst).
+    pub login_per_minute: u32,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig {
+            token: String::new(),
+            token_file: None,
+            session_hours: 12,
+            open_metrics: true,
+            login_per_minute: 10,
+        }
+    }
+}
+
+section!(ReviewConfig {
+    token,
+    token_file,
+    session_hours,
+    open_metrics,
+    login_per_minute,
+});
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -538,6 +576,29 @@ impl Config {
                 "name the site as its URL on one line, e.g. \"https://photos.example.org\"",
             ));
         }
+        let r = &self.review;
+        require(
+            p,
+            (1..=24 * 30).contains(&r.session_hours),
+            "review.session_hours",
+            r.session_hours,
+            "use 1 to 720 hours",
+        );
+        require(
+            p,
+            r.login_per_minute > 0,
+            "review.login_per_minute",
+            r.login_per_minute,
+            "use 1 or more",
+        );
+        if !r.token.is_empty() && r.token.trim().len() < 16 {
+            p.push(Problem::text(
+                "review.token",
+                "***",
+                "too short to keep anyone out",
+                "use 16 characters or more, or leave it out and faceprobe makes one",
+            ));
+        }
         for (key, v) in [
             ("log.per_client_per_minute", self.log.per_client_per_minute),
             ("log.total_per_second", self.log.total_per_second),
@@ -560,6 +621,9 @@ impl Config {
     pub fn to_toml_masked(&self) -> String {
         let mut masked = self.clone();
         masked.alert = self.alert.masked();
+        if !masked.review.token.is_empty() {
+            masked.review.token = "***".to_string();
+        }
         let mut w = Writer::default();
         masked.write(&mut w);
         w.finish()

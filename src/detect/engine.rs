@@ -140,22 +140,29 @@ impl Engine {
         self.insert_client(key, c);
     }
 
-    /// Keys a person dismissed: reported, never flagged, held or alerted on again.
+    /// The allow-list as it now is: keys a person dismissed are reported, never flagged, held
+    /// or alerted on again; a key taken off it (a dismissal undone) is judged again.
     pub fn allow(&mut self, keys: impl IntoIterator<Item = String>) {
-        for key in keys {
+        let keys: HashSet<String> = keys.into_iter().collect();
+        let undone: Vec<String> = self.allowed.difference(&keys).cloned().collect();
+        for (key, dismissed) in keys
+            .iter()
+            .map(|k| (k, true))
+            .chain(undone.iter().map(|k| (k, false)))
+        {
             let target = if key.starts_with("k:") {
-                self.clusters.get_mut(&key)
+                self.clusters.get_mut(key)
             } else {
-                self.clients.peek_mut(&key)
+                self.clients.peek_mut(key)
             };
             if let Some(c) = target {
-                if !c.dismissed {
-                    c.dismissed = true;
+                if c.dismissed != dismissed {
+                    c.dismissed = dismissed;
                     self.dirty.insert(key.clone());
                 }
             }
-            self.allowed.insert(key);
         }
+        self.allowed = keys;
     }
 
     fn insert_client(&mut self, key: String, c: Client) {
@@ -808,6 +815,25 @@ mod tests {
         far.ua = Some("Scrapy/2.11".into());
         e.observe(&far.event(9, 1_000_100, Kind::Canary, "/_fp/c/y.jpg"));
         assert!(e.get("c:198.51.100.5").unwrap().cluster.is_none());
+    }
+
+    #[test]
+    fn a_key_taken_off_the_allow_list_is_flagged_again() {
+        let mut e = Engine::new(DetectConfig::default());
+        let mut h = Actor::browser("198.51.100.9");
+        h.ua = Some("img2dataset/1.45".into());
+        e.allow(["c:198.51.100.9".to_string()]);
+        for i in 1..=5 {
+            e.observe(&h.event(i, 1_000_000 + i, Kind::Canary, "/_fp/c/x.jpg"));
+        }
+        assert!(e.get(&h.key).unwrap().dismissed);
+        let _ = e.take_changes();
+        e.allow(Vec::<String>::new());
+        let c = e.get(&h.key).unwrap();
+        assert!(!c.dismissed && c.level.is_some());
+        assert!(c.summary()["level"].is_string());
+        let (states, _) = e.take_changes();
+        assert!(states.iter().any(|s| s.key == h.key && !s.dismissed));
     }
 
     #[test]

@@ -101,3 +101,42 @@ pub fn dismiss(
     tx.commit()?;
     Ok(true)
 }
+
+/// A person takes a dismissal back: the key leaves the allow-list and is judged again (the
+/// running detector reads the allow-list at its next persist). Returns false when the key
+/// was not dismissed.
+pub fn undismiss(
+    conn: &mut Connection,
+    key: &str,
+    note: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction()?;
+    if !crate::store::reviews::unallow(&tx, key)? {
+        return Ok(false);
+    }
+    if let Some(mut c) = get(&tx, key)? {
+        c.dismissed = false;
+        upsert(&tx, &c, now_ms)?;
+        append_history(
+            &tx,
+            &Change {
+                key: key.to_string(),
+                from: None,
+                level: c.level,
+                score: c.score,
+                at_ms: now_ms,
+                at_event: 0,
+                requests: c.counts.requests,
+                note: match note.is_empty() {
+                    true => "dismissal undone by a person".to_string(),
+                    false => format!("dismissal undone by a person: {note}"),
+                },
+                dismissed: false,
+            },
+            None,
+        )?;
+    }
+    tx.commit()?;
+    Ok(true)
+}

@@ -31,6 +31,8 @@ pub struct Request<'a> {
     pub found: &'a [PathBuf],
     /// The command line, for the build record.
     pub command: String,
+    /// Who builds it, when known (the dashboard's reviewer); else the system user.
+    pub built_by: Option<String>,
 }
 
 /// What `build` wrote.
@@ -80,7 +82,8 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
     case.report.bundle_id = bundle.clone();
     case.report.created_ms = created_ms;
 
-    let found = super::found::attach(store.conn(), config, &case, req.found, &mut files)?;
+    let found = found_images(store.conn(), req, &case.client.key)?;
+    let found = super::found::attach(store.conn(), config, &case, found, &mut files)?;
     case.report.found = found.clone();
     contents(&case, &signer, &scratch, &mut files)?;
     // Written out and reported on: the events' second copy in memory is not needed any more.
@@ -138,7 +141,7 @@ pub fn build(config: &Config, req: &Request) -> Result<Built, EvidenceError> {
     files.insert_into(&mut archive, "VERIFIER.txt", fill(VERIFY_FR).into_bytes())?;
     files.insert_into(&mut archive, "verify.py", VERIFY_PY.as_bytes().to_vec())?;
 
-    let user = who();
+    let user = req.built_by.clone().unwrap_or_else(who);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
@@ -385,6 +388,29 @@ fn open_case(
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// The images given with `--found`, then those attached to the case in the dashboard, each
+/// with the name it is listed under.
+fn found_images(
+    conn: &rusqlite::Connection,
+    req: &Request,
+    key: &str,
+) -> Result<Vec<(String, Vec<u8>)>, EvidenceError> {
+    let mut out = Vec::new();
+    for path in req.found {
+        let bytes = std::fs::read(path)
+            .map_err(|e| EvidenceError::Found(format!("{}: cannot read: {e}", path.display())))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "image".into());
+        out.push((name, bytes));
+    }
+    for f in crate::store::reviews::found_for_case(conn, key)? {
+        out.push((f.name, f.image));
+    }
+    Ok(out)
 }
 
 /// Who builds the bundle: `$USER` or `$LOGNAME`, else the name of the process's user in

@@ -1,22 +1,21 @@
-//! Images found elsewhere (`--found`): copied into the bundle under `found/`, matched to the
-//! tokens they came from, and the match results written to `found/matches.json`. Only the
+//! Images found elsewhere (`--found`, and those attached to the case in the dashboard):
+//! copied into the bundle under `found/`, matched to the tokens they came from, and the match results written to `found/matches.json`. Only the
 //! actor's fetches are named; another client's fetch of the same token is counted, not shown.
 
 use super::case::Case;
 use super::files::Files;
 use super::report::model;
 use super::EvidenceError;
-use crate::canary::matcher::{load_image, Matcher};
+use crate::canary::matcher::{decode_image, Matcher};
 use crate::config::Config;
 use crate::store::tokens;
 use rusqlite::Connection;
-use std::path::PathBuf;
 
 pub fn attach(
     conn: &Connection,
     config: &Config,
     case: &Case,
-    found: &[PathBuf],
+    found: Vec<(String, Vec<u8>)>,
     files: &mut Files,
 ) -> Result<Vec<model::Found>, EvidenceError> {
     if found.is_empty() {
@@ -25,13 +24,9 @@ pub fn attach(
     let matcher = Matcher::load(conn, config.matching.clone())?;
     let mut out = Vec::new();
     let mut results = Vec::new();
-    for (i, path) in found.iter().enumerate() {
-        let (bytes, img) =
-            load_image(path, &config.matching).map_err(|e| EvidenceError::Found(format!("{e}")))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "image".into());
+    for (i, (name, bytes)) in found.into_iter().enumerate() {
+        let (bytes, img) = decode_image(&name, bytes, &config.matching)
+            .map_err(|e| EvidenceError::Found(format!("{e}")))?;
         let safe: String = name
             .chars()
             .map(|c| {

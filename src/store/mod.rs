@@ -5,6 +5,7 @@
 //! Nothing here knows about HTTP or images: it stores rows and hands them back.
 
 pub mod clients;
+pub mod reviews;
 mod schema;
 pub mod secret;
 pub mod signing;

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 const MIGRATIONS: &[&str] = &[
     // 1: tokens, their hashes and identities; request events (filled by the edge).
@@ -291,6 +291,30 @@ const MIGRATIONS: &[&str] = &[
         events   INTEGER NOT NULL
     );
     CREATE INDEX bundles_case ON bundles (case_key, id);
+    "#,
+    // 9: the dashboard. A person's review of a flag (who, when, what they decided and why);
+    // images found elsewhere that were uploaded to match, kept with the case they were
+    // attached to so its next bundle carries them.
+    r#"
+    CREATE TABLE reviews (
+        id       INTEGER PRIMARY KEY,
+        key      TEXT NOT NULL,
+        ts_ms    INTEGER NOT NULL,
+        reviewer TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('confirm', 'dismiss', 'undismiss')),
+        note     TEXT NOT NULL
+    );
+    CREATE INDEX reviews_key ON reviews (key, id);
+    CREATE TABLE found_images (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        image       BLOB NOT NULL,
+        uploaded_ms INTEGER NOT NULL,
+        uploaded_by TEXT NOT NULL,
+        case_key    TEXT
+    );
+    CREATE INDEX found_images_case ON found_images (case_key) WHERE case_key IS NOT NULL;
     "#,
 ];
 

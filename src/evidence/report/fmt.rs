@@ -61,7 +61,7 @@ pub(crate) fn ymd_hms(ms: i64) -> Option<(i32, u8, u8, u8, u8, u8)> {
 }
 
 /// An integer with the language's digit grouping: `1 234` (narrow no-break space) or `1,234`.
-pub(crate) fn int(lang: Lang, n: u64) -> String {
+pub fn int(lang: Lang, n: u64) -> String {
     let digits = n.to_string();
     let sep = match lang {
         Lang::Fr => '\u{202f}',
@@ -153,7 +153,7 @@ pub(crate) fn span(lang: Lang, ms: i64) -> String {
 /// A client string (agent, path, address) as inert visible text: control characters and the
 /// bidirectional controls that could reorder what a reader sees are written as `\u{…}`, so
 /// what is printed is what was sent, character for character, and nothing is hidden.
-pub(crate) fn visible(s: &str) -> String {
+pub fn visible(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() || is_bidi_control(c) || is_invisible(c) {
@@ -175,7 +175,7 @@ fn is_invisible(c: char) -> bool {
 
 /// `visible`, cut to `max` characters with an ellipsis and the full length said, for places
 /// where the whole string would drown the page (a 4 KB agent in a summary sentence).
-pub(crate) fn cut(lang: Lang, s: &str, max: usize) -> String {
+pub fn cut(lang: Lang, s: &str, max: usize) -> String {
     let v = visible(s);
     let n = v.chars().count();
     if n <= max {

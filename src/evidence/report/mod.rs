@@ -15,6 +15,8 @@ mod view;
 use std::collections::BTreeMap;
 
 pub use chart::chart_svg;
+pub use fmt::{cut, int, visible};
+pub use view::reason_sentence;
 
 /// The report's language. The CNIL annex is in French in both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

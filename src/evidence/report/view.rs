@@ -1052,7 +1052,7 @@ fn site_images(r: &Report, lang: Lang) -> Section {
     }
 }
 
-pub(crate) fn reason_sentence(lang: Lang, signal: &str) -> String {
+pub fn reason_sentence(lang: Lang, signal: &str) -> String {
     let (fr, en) = match signal {
         "robots_disallowed" => ("A demandé des chemins que robots.txt interdit.", "Requested paths that robots.txt forbids."),
         "robots_read_then_disallowed" => ("A lu robots.txt, puis a demandé des chemins qu'il interdit.", "Read robots.txt, then requested paths it forbids."),

@@ -13,16 +13,14 @@ mod common;
 
 use common::{
     canary_token, fetch, http_agent, img_and_link_urls, is_whole_jpeg, same_origin, token_bytes,
-    tool_available, wait_for_event, Env, Server,
+    tool_available, wait_for_event, ChromeDriver, Env, Server,
 };
 use http_body_util::Full;
 use hyper::body::Bytes;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -221,7 +219,7 @@ fn scene(extra_css: &str) -> Option<Scene> {
     let driver = ChromeDriver::start(&chromedriver, &env.path("chromedriver.log"));
     let profile = env.path("chromium-profile");
     let (direct, proxied) = rt.block_on(async {
-        let browser = driver.session(&chromium, &profile).await;
+        let browser = driver.session(&chromium, &profile, VIEWPORT).await;
         let direct = look(&browser, &format!("http://{}/", upstream.addr)).await;
         let proxied = look(&browser, &server.url("/")).await;
         browser.close().await.unwrap();
@@ -371,87 +369,6 @@ fn same_pixels(direct: &[u8], proxied: &[u8]) {
         a.pixels().any(|p| p.0 == [0x1f, 0x2a, 0x44, 0xff]),
         "the footer is not in the screenshot"
     );
-}
-
-/// Debian's chromedriver on a free port of 127.0.0.1, killed when dropped.
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-}
-
-impl ChromeDriver {
-    fn start(binary: &Path, log: &Path) -> ChromeDriver {
-        let port = common::free_port();
-        let child = Command::new(binary)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut driver = ChromeDriver { child, port };
-        let agent = http_agent();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = driver.child.try_wait().unwrap() {
-                panic!(
-                    "chromedriver exited ({status}): {}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-            if let Ok(r) = fetch(&agent, &format!("http://127.0.0.1:{port}/status")) {
-                let status: Value = serde_json::from_slice(&r.body).unwrap_or_default();
-                if status["value"]["ready"] == json!(true) {
-                    return driver;
-                }
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "chromedriver did not get ready"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// A headless Chromium session with a fixed window, scale and colour profile, its own
-    /// empty profile, and nothing fetched in the background.
-    async fn session(&self, chromium: &Path, profile: &Path) -> fantoccini::Client {
-        let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), json!("chrome"));
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--hide-scrollbars",
-                    "--force-device-scale-factor=1",
-                    "--force-color-profile=srgb",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-extensions",
-                    format!("--window-size={},{}", VIEWPORT.0, VIEWPORT.1),
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        fantoccini::ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A static site on a free port of 127.0.0.1, remembering the paths it was asked for.

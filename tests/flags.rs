@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{canary_token, http_agent, Env};
+use common::{canary_token, clients_json, http_agent, Env};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -51,23 +51,6 @@ fn receiver() -> (u16, mpsc::Receiver<Call>) {
         }
     });
     (port, rx)
-}
-
-fn clients_json(env: &Env, flagged: bool) -> Vec<serde_json::Value> {
-    let mut args = vec!["clients", "--json"];
-    if flagged {
-        args.push("--flagged");
-    }
-    let out = env.run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// Waits (at most 30 s) until `faceprobe clients --json` satisfies `done`.

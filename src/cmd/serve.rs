@@ -52,6 +52,26 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let data_dir = config.store.data_dir.clone();
     drop(faceprobe::store::Store::open(&data_dir)?);
+    // Before anything is bound: a public admin listener without a token is refused here.
+    let (access, made) = faceprobe::review::Access::new(&config)?;
+    if let Some(token) = made {
+        // Shown once, on the terminal only (never through the log, which may be shipped).
+        eprintln!(
+            "faceprobe: dashboard admin token (shown once; only its SHA-256 is kept, in {}):\n\n    {token}\n\nSign in at http://{}/ with it. To replace it, set {} or delete that file and restart.\n",
+            data_dir.join(faceprobe::review::access::TOKEN_HASH_FILE).display(),
+            config.serve.admin_listen,
+            faceprobe::review::access::TOKEN_ENV,
+        );
+    }
+    let dashboard_config = config.clone();
+    let dashboard: faceprobe::edge::AdminService = Box::new(move |listener, metrics| {
+        Box::pin(faceprobe::review::serve(
+            dashboard_config,
+            access,
+            listener,
+            metrics,
+        ))
+    });
     let key = SigningKey::load_or_create(&data_dir, config.evidence.signing_key.as_deref())?;
     let checkpoints = Checkpointer::start(
         &data_dir,
@@ -63,7 +83,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         // Registered before anything is served: a SIGTERM that comes early must still be a
         // graceful shutdown, not the default action (kill).
         let shutdown = shutdown_signal().context("installing the SIGTERM/SIGINT handlers")?;
-        faceprobe::edge::serve(config, shutdown).await?;
+        faceprobe::edge::serve(config, shutdown, Some(dashboard)).await?;
         anyhow::Ok(())
     })?;
     // The recorder has flushed: the last events are in the chain this checkpoint signs.

@@ -72,15 +72,28 @@ pub fn dismiss(
     now_ms: i64,
 ) -> Result<bool, StoreError> {
     let tx = conn.transaction()?;
-    let Some(mut c) = get(&tx, key)? else {
+    let done = dismiss_in(&tx, key, "a person", note, now_ms)?;
+    tx.commit()?;
+    Ok(done)
+}
+
+/// `dismiss` inside the caller's transaction; `by` names who dismissed it in the history.
+pub fn dismiss_in(
+    tx: &Connection,
+    key: &str,
+    by: &str,
+    note: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let Some(mut c) = get(tx, key)? else {
         return Ok(false);
     };
-    clients::allow(&tx, key, c.agent.as_deref(), note, now_ms)?;
-    clients::release(&tx, key, &c.members)?;
+    clients::allow(tx, key, c.agent.as_deref(), note, now_ms)?;
+    clients::release(tx, key, &c.members)?;
     c.dismissed = true;
-    upsert(&tx, &c, now_ms)?;
+    upsert(tx, &c, now_ms)?;
     append_history(
-        &tx,
+        tx,
         &Change {
             key: key.to_string(),
             from: c.level,
@@ -90,15 +103,14 @@ pub fn dismiss(
             at_event: 0,
             requests: c.counts.requests,
             note: if note.is_empty() {
-                "dismissed by a person".to_string()
+                format!("dismissed by {by}")
             } else {
-                format!("dismissed by a person: {note}")
+                format!("dismissed by {by}: {note}")
             },
             dismissed: true,
         },
         None,
     )?;
-    tx.commit()?;
     Ok(true)
 }
 
@@ -112,14 +124,27 @@ pub fn undismiss(
     now_ms: i64,
 ) -> Result<bool, StoreError> {
     let tx = conn.transaction()?;
-    if !crate::store::reviews::unallow(&tx, key)? {
+    let done = undismiss_in(&tx, key, "a person", note, now_ms)?;
+    tx.commit()?;
+    Ok(done)
+}
+
+/// `undismiss` inside the caller's transaction; `by` names who undid it in the history.
+pub fn undismiss_in(
+    tx: &Connection,
+    key: &str,
+    by: &str,
+    note: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    if !crate::store::reviews::unallow(tx, key)? {
         return Ok(false);
     }
-    if let Some(mut c) = get(&tx, key)? {
+    if let Some(mut c) = get(tx, key)? {
         c.dismissed = false;
-        upsert(&tx, &c, now_ms)?;
+        upsert(tx, &c, now_ms)?;
         append_history(
-            &tx,
+            tx,
             &Change {
                 key: key.to_string(),
                 from: None,
@@ -129,14 +154,13 @@ pub fn undismiss(
                 at_event: 0,
                 requests: c.counts.requests,
                 note: match note.is_empty() {
-                    true => "dismissal undone by a person".to_string(),
-                    false => format!("dismissal undone by a person: {note}"),
+                    true => format!("dismissal undone by {by}"),
+                    false => format!("dismissal undone by {by}: {note}"),
                 },
                 dismissed: false,
             },
             None,
         )?;
     }
-    tx.commit()?;
     Ok(true)
 }

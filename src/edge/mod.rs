@@ -115,11 +115,19 @@ pub struct App {
     public_key: Bytes,
 }
 
+/// What answers on the admin listener: given the bound listener and the edge's counters, a
+/// future that serves until it is dropped at shutdown. `None` to `serve` keeps the bare
+/// `/healthz` and `/metrics`; `faceprobe serve` passes the review dashboard (which the edge
+/// may not import: data flows one way).
+pub type AdminService =
+    Box<dyn FnOnce(TcpListener, Arc<Metrics>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
 /// Runs the edge until `shutdown` completes, then drains and flushes. Each step of the start
 /// and of the shutdown is a function below, in the order they run.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
+    admin: Option<AdminService>,
 ) -> Result<(), ServeError> {
     let mode = config.effective_mode();
     let data_dir = config.store.data_dir.clone();
@@ -140,7 +148,10 @@ pub async fn serve(
         &config, mode, canaries, secret, &signing, &recorder, &metrics,
     )?);
     announce(&config, mode, &public, &admin_listener);
-    let admin_task = tokio::spawn(admin::run(admin_listener, metrics.clone()));
+    let admin_task = match admin {
+        Some(service) => tokio::spawn(service(admin_listener, metrics.clone())),
+        None => tokio::spawn(admin::run(admin_listener, metrics.clone())),
+    };
     let summary_task = tokio::spawn(summarize_logs(app.clone()));
     // Taken (None) once shutdown starts: a connection a worker picks up after that is closed.
     let graceful = Arc::new(Mutex::new(Some(
@@ -327,7 +338,7 @@ fn announce(config: &Config, mode: Mode, public: &TcpListener, admin: &TcpListen
         _ => "demo site (no upstream configured)".to_string(),
     };
     tracing::info!(
-        "faceprobe listening on http://{public_addr}/ in {what} mode; admin http://{admin_addr}/metrics; data in {}",
+        "faceprobe listening on http://{public_addr}/ in {what} mode; dashboard and metrics on http://{admin_addr}/; data in {}",
         config.store.data_dir.display()
     );
 }

@@ -353,10 +353,10 @@ fn open_case(
     let now = now_ms();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let key = &case.client.key;
-    tx.execute(
+    let opened = tx.execute(
         "INSERT OR IGNORE INTO cases (key, opened_ms, opened_by, note) VALUES (?1, ?2, ?3, ?4)",
         rusqlite::params![key, now, user, format!("opened by building {bundle}")],
-    )?;
+    )? > 0;
     for k in case.actor_keys.iter().chain(std::iter::once(key)) {
         crate::store::clients::hold_for_case(&tx, k, now)?;
     }
@@ -383,7 +383,10 @@ fn open_case(
             now,
             case.client.level.map(|l| l.as_str()),
             case.client.score,
-            format!("evidence bundle {bundle} built by {user} (case opened; records kept past retention)")
+            match opened {
+                true => format!("evidence bundle {bundle} built by {user} (case opened; records kept past retention)"),
+                false => format!("evidence bundle {bundle} built by {user}"),
+            }
         ],
     )?;
     tx.commit()?;

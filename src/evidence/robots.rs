@@ -34,8 +34,28 @@ impl Rules {
     /// The line (1-based) of the rule `target` (path and query) broke for `agent`, if it
     /// broke one.
     pub fn broken_line(&self, agent: &str, target: &str) -> Option<u32> {
-        let robot = texting_robots::Robot::new(product_token(agent), self.body.as_bytes()).ok()?;
-        if robot.allowed(target) {
+        self.for_agent(agent).broken_line(target)
+    }
+
+    /// The rules as they apply to `agent`, parsed once to judge many of its requests.
+    pub fn for_agent(&self, agent: &str) -> ForAgent {
+        ForAgent {
+            robot: texting_robots::Robot::new(product_token(agent), self.body.as_bytes()).ok(),
+            disallows: self.disallows.clone(),
+        }
+    }
+}
+
+/// One version's rules for one agent.
+pub struct ForAgent {
+    robot: Option<texting_robots::Robot>,
+    disallows: Vec<(u32, String)>,
+}
+
+impl ForAgent {
+    /// The line (1-based) of the rule `target` (path and query) broke, if it broke one.
+    pub fn broken_line(&self, target: &str) -> Option<u32> {
+        if self.robot.as_ref()?.allowed(target) {
             return None;
         }
         self.disallows

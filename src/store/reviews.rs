@@ -275,6 +275,36 @@ pub fn found_for_case(conn: &Connection, case_key: &str) -> Result<Vec<Found>, S
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// An uploaded image as listed, without its bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundEntry {
+    pub id: i64,
+    pub name: String,
+    pub bytes: i64,
+    pub uploaded_ms: i64,
+    pub uploaded_by: String,
+    pub case_key: Option<String>,
+}
+
+/// The images uploaded last, newest first, at most `limit`.
+pub fn recent_found(conn: &Connection, limit: usize) -> Result<Vec<FoundEntry>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, length(image), uploaded_ms, uploaded_by, case_key FROM found_images
+         ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok(FoundEntry {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            bytes: r.get(2)?,
+            uploaded_ms: r.get(3)?,
+            uploaded_by: r.get(4)?,
+            case_key: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Attaches an uploaded image to a case; false when there is no such image.
 pub fn attach_found(conn: &Connection, id: i64, case_key: &str) -> Result<bool, StoreError> {
     Ok(conn.execute(
@@ -315,6 +345,11 @@ mod tests {
         assert!(!attach_found(c, id + 1, "c:a").unwrap());
         let f = found_for_case(c, "c:a").unwrap();
         assert_eq!((f.len(), f[0].image.as_slice()), (1, &b"jpeg"[..]));
+        let listed = recent_found(c, 10).unwrap();
+        assert_eq!(
+            (listed[0].bytes, listed[0].case_key.as_deref()),
+            (4, Some("c:a"))
+        );
 
         crate::store::clients::allow(c, "c:a", Some("ua"), "fine", 60).unwrap();
         assert_eq!(allow_list(c).unwrap()[0].agent.as_deref(), Some("ua"));

@@ -273,7 +273,20 @@ impl Fetched {
 /// GET `url` and read the whole body; an error when the connection fails or the body is cut
 /// short (fewer bytes than its Content-Length).
 pub fn fetch(agent: &ureq::Agent, url: &str) -> Result<Fetched, String> {
-    let mut r = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
+    fetch_with(agent, url, &[])
+}
+
+/// `fetch` with request headers of its own (a user agent, a cookie, browser headers).
+pub fn fetch_with(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Fetched, String> {
+    let mut req = agent.get(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let mut r = req.call().map_err(|e| format!("{url}: {e}"))?;
     let header = |name: &str| {
         r.headers()
             .get(name)
@@ -404,4 +417,200 @@ pub fn tool_available(name: &str, install: &str) -> Option<PathBuf> {
         eprintln!("{name} not installed: skipping (scripts/test installs it: {install})");
     }
     found
+}
+
+// ---- Headless Chromium (Debian's `chromium`), driven through `chromedriver`.
+
+/// Debian's chromedriver on a free port of 127.0.0.1, killed when dropped.
+pub struct ChromeDriver {
+    child: Child,
+    port: u16,
+}
+
+impl ChromeDriver {
+    /// Starts chromedriver (its log in `log`) and waits until it says it is ready.
+    pub fn start(binary: &Path, log: &Path) -> ChromeDriver {
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut driver = ChromeDriver { child, port };
+        let agent = http_agent();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = driver.child.try_wait().unwrap() {
+                panic!(
+                    "chromedriver exited ({status}): {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            if let Ok(r) = fetch(&agent, &format!("http://127.0.0.1:{port}/status")) {
+                let status: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+                if status["value"]["ready"] == serde_json::json!(true) {
+                    return driver;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "chromedriver did not get ready"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A headless Chromium session with a `window` of that size, fixed scale and colour
+    /// profile, its own empty profile, and nothing fetched in the background.
+    pub async fn session(
+        &self,
+        chromium: &Path,
+        profile: &Path,
+        window: (u32, u32),
+    ) -> fantoccini::Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), serde_json::json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--hide-scrollbars",
+                    "--force-device-scale-factor=1",
+                    "--force-color-profile=srgb",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-quic",
+                    "--disable-extensions",
+                    format!("--window-size={},{}", window.0, window.1),
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        fantoccini::ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .unwrap_or_else(|e| panic!("a Chromium session through chromedriver: {e}"))
+    }
+}
+
+impl Drop for ChromeDriver {
+    /// Asks chromedriver to shut down, which quits the browser of every session still open
+    /// (a test that failed did not close its own); killed if it has not exited within 5 s.
+    fn drop(&mut self) {
+        let shutdown = format!("http://127.0.0.1:{}/shutdown", self.port);
+        let _ = http_agent().get(&shutdown).call();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Crawls as a scraper would with user agent `ua`: robots.txt, then pages breadth-first from
+/// "/" down to `depth` links (at most `max_pages`), taking every `<img src>` and following
+/// every link of the site (trap galleries included). Returns the first canary it took.
+pub fn crawl(
+    server: &Server,
+    ua: &str,
+    depth: usize,
+    max_pages: usize,
+) -> Option<(String, Vec<u8>)> {
+    let agent = http_agent();
+    let get = |url: &str| {
+        fetch_with(&agent, url, &[("User-Agent", ua)]).unwrap_or_else(|e| panic!("{e}"))
+    };
+    get(&server.url("/robots.txt"));
+    let mut first_canary = None;
+    let mut seen = std::collections::HashSet::new();
+    let mut queue = std::collections::VecDeque::from([(server.url("/"), 0)]);
+    let mut pages = 0;
+    while let Some((page_url, at)) = queue.pop_front() {
+        if pages == max_pages || !seen.insert(page_url.clone()) {
+            continue;
+        }
+        pages += 1;
+        let page = get(&page_url);
+        if !page.content_type.starts_with("text/html") {
+            continue;
+        }
+        let (imgs, links) = img_and_link_urls(&page.text());
+        for img in imgs.iter().filter_map(|s| same_origin(&page_url, s)) {
+            if !seen.insert(img.clone()) {
+                continue;
+            }
+            let image = get(&img);
+            if let (Some(token), None) = (canary_token(&img), &first_canary) {
+                assert_eq!(image.status, 200, "{img}");
+                first_canary = Some((token, image.body));
+            }
+        }
+        if at < depth {
+            queue.extend(
+                links
+                    .iter()
+                    .filter_map(|l| same_origin(&page_url, l))
+                    .map(|l| (l, at + 1)),
+            );
+        }
+    }
+    first_canary
+}
+
+/// `faceprobe clients --json` (`--flagged` when `flagged`), one client a line.
+pub fn clients_json(env: &Env, flagged: bool) -> Vec<serde_json::Value> {
+    let mut args = vec!["clients", "--json"];
+    if flagged {
+        args.push("--flagged");
+    }
+    let out = env.run(&args);
+    assert!(
+        out.status.success(),
+        "faceprobe clients: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits (at most `SERVE_TIMEOUT`) until `faceprobe clients` lists a client that is `wanted`.
+pub fn wait_for_client(
+    env: &Env,
+    server: &Server,
+    flagged: bool,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let list = clients_json(env, flagged);
+        if let Some(c) = list.iter().find(|c| wanted(c)) {
+            return c.clone();
+        }
+        assert!(
+            start.elapsed() < SERVE_TIMEOUT,
+            "waited {SERVE_TIMEOUT:?} for {what}; `faceprobe clients --json{}` lists {list:#?}\n\
+             server log:\n{}",
+            if flagged { " --flagged" } else { "" },
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

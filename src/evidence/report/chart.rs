@@ -64,7 +64,7 @@ fn total(b: &Bucket) -> u64 {
 }
 
 /// A round axis top a little above the tallest bar, on a 1-2-5 step of about a fifth of it.
-fn axis_max(max: u64) -> u64 {
+pub fn axis_max(max: u64) -> u64 {
     let target = (max.max(1) as f64 * 1.1).max(2.0);
     let raw = target / 5.0;
     let mag = 10f64.powf(raw.log10().floor());

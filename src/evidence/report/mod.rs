@@ -14,7 +14,7 @@ mod view;
 
 use std::collections::BTreeMap;
 
-pub use chart::chart_svg;
+pub use chart::{axis_max, chart_svg};
 pub use fmt::{cut, int, visible};
 pub use view::reason_sentence;
 

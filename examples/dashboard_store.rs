@@ -8,7 +8,11 @@
 //! - `k:bench-cluster`, 50 disguised clients (a browser's user agent, one address each) that
 //!   share the work of one crawl over two hours, with canaries.
 //!
-//! cargo run --release --example dashboard_store -- DATA_DIR [EVENTS] [CLIENTS]
+//! cargo run --release --example dashboard_store -- DATA_DIR [EVENTS] [CLIENTS] [TOKENS]
+//!
+//! TOKENS (default 0) more tokens are stored as the edge mints them, one per page view over the
+//! week, each with its hashes (random bits: their size is what matters here), for the sizing
+//! figures of docs/deploy.md (`scripts/bench-sizing`).
 //!
 //! It prints the keys `scripts/bench-dashboard` asks for. The detector must stay off while the
 //! benchmark runs (`[detect] enabled = false`): it would judge these events again.
@@ -83,6 +87,7 @@ fn main() {
         .next()
         .map_or(1_000_000, |a| a.parse().expect("EVENTS"));
     let clients_n: u64 = args.next().map_or(100_000, |a| a.parse().expect("CLIENTS"));
+    let extra_tokens: u64 = args.next().map_or(0, |a| a.parse().expect("TOKENS"));
     let started = Instant::now();
     let scheme = Scheme::new();
     let scheme_id = {
@@ -226,6 +231,7 @@ fn main() {
         };
         cluster.last_ms = cluster.last_ms.max(s.last_ms);
     }
+    mint(&tx, extra_tokens, start, end, scheme_id, &mut rng);
     let ids: Vec<i64> = members
         .iter()
         .flat_map(|s| s.ids.iter().copied())
@@ -245,6 +251,45 @@ fn main() {
     println!("cluster {CLUSTER}");
     println!("member {}", member_key(0));
     println!("flagged {}", visitor_key(7));
+}
+
+/// `n` tokens minted by page views spread over `start..end`, as the edge stores them.
+fn mint(
+    tx: &rusqlite::Connection,
+    n: u64,
+    start: i64,
+    end: i64,
+    scheme_id: i64,
+    rng: &mut impl Rng,
+) {
+    for i in 0..n {
+        let created_ms = start + (end - start) * i as i64 / n.max(1) as i64;
+        tokens::insert(
+            tx,
+            &tokens::NewToken {
+                token: Token::minted_at(created_ms),
+                identity_seed: rng.random(),
+                variant_seed: rng.random(),
+                size: 256,
+                renderer: RENDERER_VERSION,
+                created_ms,
+                client_key: &visitor_key(rng.random_range(0..100_000)),
+                minted_by: "edge",
+                minting_event: Some(i as i64 + 1),
+                hashes: Some((
+                    scheme_id,
+                    faceprobe::canary::hash::Hashes {
+                        phash: rng.random(),
+                        dhash: rng.random(),
+                        center_phash: rng.random(),
+                    },
+                )),
+                parent_token: None,
+                depth: 0,
+            },
+        )
+        .expect("token");
+    }
 }
 
 /// Gives `c` a level with its reasons, levels reached and history lines.

@@ -80,8 +80,10 @@ enum CanaryCommand {
 
 #[derive(Subcommand)]
 enum DbCommand {
-    /// Check the database's integrity.
-    Check,
+    /// Check the database's integrity, its hash chain and its signed checkpoints.
+    Check(cmd::db::CheckArgs),
+    /// Copy the database while faceprobe serves (SQLite's online backup) into FILE.
+    Backup(cmd::db::BackupArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,7 +111,8 @@ fn main() -> ExitCode {
         Command::Evidence(EvidenceCommand::Build(args)) => cmd::evidence::build(&config, args),
         Command::Evidence(EvidenceCommand::Verify(args)) => cmd::evidence::verify(args),
         Command::Key(KeyCommand::Show) => cmd::key::show(&config),
-        Command::Db(DbCommand::Check) => cmd::db::check(&config),
+        Command::Db(DbCommand::Check(args)) => cmd::db::check(&config, args),
+        Command::Db(DbCommand::Backup(args)) => cmd::db::backup(&config, args),
         Command::Config(ConfigCommand::Check) => {
             unreachable!("handled before the config is loaded")
         }

@@ -212,6 +212,10 @@ fn a_public_admin_listener_without_a_token_is_refused_and_a_made_token_is_shown_
         err.contains("not a loopback address") && err.contains("FACEPROBE_ADMIN_TOKEN"),
         "{err}"
     );
+    assert!(
+        !env.data_dir().join("faceprobe.db").exists(),
+        "refused before anything is made"
+    );
 
     // On loopback with no token given, one is made, printed once and kept as its hash.
     let addrs = env.configure_serve("", DETECT_FAST);

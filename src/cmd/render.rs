@@ -33,7 +33,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
     let mut store = Store::open(&config.store.data_dir)?;
-    let secret = secret::load_or_create(store.dir())?;
+    let secret = secret::load_or_create(store.dir(), config.store.secret_file.as_deref())?;
     let minter = Minter::new(store.conn(), secret, config.canary.clone())?;
     let mut variants = args.seed.map(rand_chacha::ChaCha8Rng::seed_from_u64);
     let tx = store.conn_mut().transaction()?;

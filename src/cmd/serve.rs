@@ -51,9 +51,9 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let data_dir = config.store.data_dir.clone();
-    drop(faceprobe::store::Store::open(&data_dir)?);
-    // Before anything is bound: a public admin listener without a token is refused here.
+    // Before anything is made or bound: a public admin listener without a token is refused.
     let (access, made) = faceprobe::review::Access::new(&config)?;
+    drop(faceprobe::store::Store::open(&data_dir)?);
     if let Some(token) = made {
         // Shown once, on the terminal only (never through the log, which may be shipped).
         eprintln!(

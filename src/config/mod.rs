@@ -139,9 +139,15 @@ section!(Config {} tables {
 pub struct StoreConfig {
     /// Directory holding `faceprobe.db` and the deployment secret.
     pub data_dir: PathBuf,
+    /// The deployment secret from a file (32 bytes, or 64 hex digits) instead of
+    /// `data_dir/secret.key`: replicas of one site share it (a Kubernetes Secret, say).
+    pub secret_file: Option<PathBuf>,
 }
 
-section!(StoreConfig { data_dir });
+section!(StoreConfig {
+    data_dir,
+    secret_file,
+});
 
 /// How commits reach the disk (SQLite's `synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +317,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             data_dir: PathBuf::from("./data"),
+            secret_file: None,
         }
     }
 }

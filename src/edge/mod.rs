@@ -180,7 +180,7 @@ pub async fn serve(
 fn open_store(config: &Config) -> Result<([u8; 32], SigningKey), ServeError> {
     let data_dir = &config.store.data_dir;
     drop(Store::open(data_dir)?);
-    let secret = secret::load_or_create(data_dir)?;
+    let secret = secret::load_or_create(data_dir, config.store.secret_file.as_deref())?;
     let signing = SigningKey::load_or_create(data_dir, config.evidence.signing_key.as_deref())
         .map_err(StoreError::from)?;
     Ok((secret, signing))

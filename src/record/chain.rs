@@ -29,6 +29,8 @@ pub struct Verified {
     pub anchors_used: u64,
     /// Events checked under rule 1 (written before schema 8).
     pub rule1_events: u64,
+    /// Events recorded before the chain began (by a faceprobe older than schema 2): not covered.
+    pub before_chain: u64,
     /// Chain value of the last event: the head to compare with an exported anchor.
     pub head: Option<[u8; 32]>,
 }
@@ -41,6 +43,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<Verified, Break>> {
     ))?;
     let mut anchor = conn.prepare("SELECT chain FROM chain_anchors WHERE event_id = ?1")?;
     let rule2_from = rule2_from(conn)?;
+    let chain_from = meta_id(conn, "chain_from")?.unwrap_or(1);
     let mut rows = stmt.query([])?;
     let mut prev = [0u8; 32];
     let mut last_id: Option<i64> = None;
@@ -51,6 +54,13 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<Verified, Break>> {
         let ip: Option<String> = row.get(26)?;
         let nonce: Option<Vec<u8>> = row.get(27)?;
         let id = event.id;
+        if id < chain_from {
+            // The writer chained the first event after these from zero, as it does here.
+            done.before_chain += 1;
+            prev = [0; 32];
+            last_id = Some(id);
+            continue;
+        }
         if let (Some(set), None) = (
             row.get::<_, Option<i64>>(28)?,
             row.get::<_, Option<i64>>(29)?,
@@ -129,12 +139,13 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<Verified, Break>> {
 
 /// The first event id linked by rule 2 (digests); earlier ones use rule 1.
 pub fn rule2_from(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(meta_id(conn, "chain_rule2_from")?.unwrap_or(1))
+}
+
+/// An event id kept in `meta` under `key`.
+fn meta_id(conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
     let v: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'chain_rule2_from'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()?;
-    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(1))
+    Ok(v.and_then(|v| v.parse().ok()))
 }

@@ -151,9 +151,12 @@ fn expire_chunk(conn: &mut Connection, before: i64) -> rusqlite::Result<usize> {
     let rows: Vec<(i64, Vec<u8>)> = {
         let mut stmt = tx.prepare_cached(EXPIRED_EVENTS)?;
         let rows = stmt.query_map(params![before, CHUNK as i64], |r| {
+            // An event recorded before the chain began has no chain value: the chain after
+            // it starts from zero (as the writer started it), so its anchor is zero.
             Ok((
                 r.get(0)?,
-                r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default(),
+                r.get::<_, Option<Vec<u8>>>(1)?
+                    .unwrap_or_else(|| vec![0; 32]),
             ))
         })?;
         rows.collect::<Result<_, _>>()?

@@ -46,6 +46,8 @@ pub enum StoreError {
     },
     #[error("cannot encode {what}: {message}")]
     Encode { what: &'static str, message: String },
+    #[error("backup into {path}: {message}")]
+    Backup { path: PathBuf, message: String },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -104,6 +106,81 @@ impl Store {
         &mut self.conn
     }
 
+    /// Opens a copy of a database (a backup) to read it, never changing it: not migrated, so
+    /// it must be of this faceprobe's schema. `dir()` is the folder holding it.
+    pub fn open_copy(file: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: file.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(open_err)?;
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if found != SCHEMA_VERSION {
+            return Err(StoreError::Backup {
+                path: file.to_path_buf(),
+                message: format!(
+                    "schema version {found}, this faceprobe reads {SCHEMA_VERSION}: restore it \
+                     into a data directory (faceprobe upgrades it when it opens it) and check \
+                     that"
+                ),
+            });
+        }
+        Ok(Store {
+            dir: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            conn,
+        })
+    }
+
+    /// Copies the database into `dest` (which must not exist) while others go on writing:
+    /// SQLite's online backup, every page in one step, inside one read transaction, so the
+    /// copy is the database as it was at one moment. The copy is written beside `dest`, made
+    /// a single file (no write-ahead log), synced, then renamed into place. Returns its pages.
+    pub fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
+        let fail = |message: String| StoreError::Backup {
+            path: dest.to_path_buf(),
+            message,
+        };
+        if dest.exists() {
+            return Err(fail("it exists already; give a new file name".into()));
+        }
+        let part = dest.with_extension("partial");
+        let _ = std::fs::remove_file(&part);
+        let copied = (|| -> Result<u64, StoreError> {
+            let mut out = Connection::open(&part)?;
+            {
+                let backup = rusqlite::backup::Backup::new(&self.conn, &mut out)?;
+                loop {
+                    match backup.step(-1)? {
+                        rusqlite::backup::StepResult::Done => break,
+                        rusqlite::backup::StepResult::More => {}
+                        // The writer holds a lock for a moment: try again.
+                        _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+                    }
+                }
+            }
+            out.pragma_update(None, "journal_mode", "DELETE")?;
+            let pages: i64 = out.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            drop(out);
+            std::fs::File::open(&part)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| fail(e.to_string()))?;
+            Ok(pages as u64)
+        })();
+        match copied {
+            Ok(pages) => {
+                std::fs::rename(&part, dest).map_err(|e| fail(e.to_string()))?;
+                Ok(pages)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                Err(e)
+            }
+        }
+    }
+
     /// `PRAGMA integrity_check`; returns the problems it reports (empty when sound).
     pub fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
@@ -143,6 +220,32 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert!(store.integrity_problems().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_backup_is_a_whole_single_file_that_opens_as_a_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .conn()
+            .execute("INSERT INTO meta (key, value) VALUES ('k', 'v')", [])
+            .unwrap();
+        let dest = dir.path().join("copy.db");
+        assert!(store.backup(&dest).unwrap() > 0);
+        assert!(
+            !dir.path().join("copy.db-wal").exists(),
+            "one file, no log beside it"
+        );
+        let copy = Store::open_copy(&dest).unwrap();
+        let v: String = copy
+            .conn()
+            .query_row("SELECT value FROM meta WHERE key = 'k'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, "v");
+        assert!(copy.integrity_problems().unwrap().is_empty());
+        let again = store.backup(&dest).unwrap_err().to_string();
+        assert!(again.contains("exists already"), "{again}");
+        assert!(!dir.path().join("copy.partial").exists());
     }
 
     #[test]

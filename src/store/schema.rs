@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 const MIGRATIONS: &[&str] = &[
     // 1: tokens, their hashes and identities; request events (filled by the edge).
@@ -316,6 +316,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX found_images_case ON found_images (case_key) WHERE case_key IS NOT NULL;
     "#,
+    // 10: where the hash chain begins. A store made before schema 2 holds events recorded before
+    // there was a chain (no chain value, no address commitment); the chain begins at its first
+    // chained event (or, when it has none yet, at the next event). Events before are reported
+    // as not covered instead of as a break, and a store made since begins at 1.
+    r#"
+    INSERT OR IGNORE INTO meta (key, value)
+    SELECT 'chain_from', CAST(coalesce(
+        (SELECT min(id) FROM events WHERE chain IS NOT NULL),
+        (SELECT max(id) + 1 FROM events),
+        1) AS TEXT);
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -342,6 +353,135 @@ mod tests {
     use super::*;
     use crate::canary::Token;
     use crate::store::{tokens, Store};
+
+    /// A store made by the first schema, with events, tokens and identities in it, is brought
+    /// to the current one: every row is still read as before, `db check`'s chain check passes
+    /// (events from before the chain are reported, not a break), the recorder chains new
+    /// events after them, and retention can delete the old ones with the chain still whole.
+    #[test]
+    fn a_store_of_the_first_schema_with_data_is_upgraded_and_keeps_working() {
+        use crate::config::RecordConfig;
+        use crate::metrics::Metrics;
+        use crate::record::{self, chain, privacy, Event, Kind};
+        let dir = tempfile::tempdir().unwrap();
+        let day = 86_400_000;
+        let now = crate::store::now_ms();
+        let old_token = Token::from_bytes(&[5u8; 16]).unwrap();
+        {
+            let conn = Connection::open(dir.path().join("faceprobe.db")).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO tokens (token, identity_seed, variant_seed, size, renderer,
+                     created_ms, client_key, minted_by, minting_event)
+                 VALUES (?1, 11, 12, 256, 1, ?2, 'c:old', 'edge', 1)",
+                rusqlite::params![old_token.as_bytes(), now - 100 * day],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO client_identities VALUES ('c:old', 11, 0, 1)",
+                [],
+            )
+            .unwrap();
+            for (id, path, kind, token) in [
+                (1, "/", "page", None),
+                (
+                    2,
+                    "/_fp/c/x.jpg",
+                    "canary",
+                    Some(old_token.as_bytes().to_vec()),
+                ),
+                (3, "/robots.txt", "robots", None),
+            ] {
+                conn.execute(
+                    "INSERT INTO events (id, ts_ms, client_ip, client_key, method, host, path,
+                         status, bytes, duration_us, user_agent, cookie_sent, header_order,
+                         kind, token)
+                     VALUES (?1, ?2, '192.0.2.9', 'c:old', 'GET', 'site', ?3, 200, 10, 5,
+                         'old-agent', 0, 'host,user-agent', ?4, ?5)",
+                    rusqlite::params![id, now - 100 * day + id, path, kind, token],
+                )
+                .unwrap();
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let version: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert!(store.integrity_problems().unwrap().is_empty());
+        let fk: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(fk, 0);
+        let agent: String = store
+            .conn()
+            .query_row("SELECT user_agent FROM events_full WHERE id = 2", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            agent, "old-agent",
+            "old events read through the view as before"
+        );
+        let fetches = tokens::fetches(store.conn(), &old_token).unwrap();
+        assert_eq!(fetches.len(), 1, "the old token still leads to its fetch");
+        let v = chain::verify(store.conn())
+            .unwrap()
+            .expect("the chain verifies");
+        assert_eq!((v.before_chain, v.events), (3, 0));
+        drop(store);
+
+        // New events are chained after the old ones.
+        let config = RecordConfig::default();
+        let (rec, writer) = record::start(
+            dir.path(),
+            &config,
+            [1; 32],
+            std::sync::Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        for i in 0..5 {
+            rec.record_blocking(Event {
+                ts_ms: now - i,
+                ip: Some(std::net::IpAddr::from([198, 51, 100, 1])),
+                client_key: "c:new".into(),
+                method: "GET".into(),
+                path: format!("/page/{i}"),
+                status: 200,
+                kind: Some(Kind::Page),
+                ..Event::default()
+            })
+            .unwrap();
+        }
+        rec.flush_blocking().unwrap();
+        drop(rec);
+        writer.join();
+        let mut conn = Store::open(dir.path()).unwrap().into_conn();
+        let v = chain::verify(&conn).unwrap().expect("the chain verifies");
+        assert_eq!((v.before_chain, v.events), (3, 5));
+
+        // Retention deletes the old events; the chain still verifies from the anchor.
+        let shorter = RecordConfig {
+            retention_days: 30,
+            ..config
+        };
+        privacy::run(&mut conn, &privacy::ip_key(&[1; 32]), &shorter, now).unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM events WHERE client_key = 'c:old'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
+        let v = chain::verify(&conn).unwrap().expect("the chain verifies");
+        assert_eq!((v.before_chain, v.events, v.anchors_used), (0, 5, 1));
+    }
 
     /// A store left by a version-4 build keeps its tokens of 16 bytes, readable by text as
     /// before, and takes the new 22-byte tokens after the upgrade.

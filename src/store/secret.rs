@@ -10,8 +10,12 @@ use std::path::Path;
 
 const FILE: &str = "secret.key";
 
-/// Loads the secret from `dir`, creating it (mode 0600) on first use.
-pub fn load_or_create(dir: &Path) -> Result<[u8; 32], StoreError> {
+/// Loads the secret from `given` (`store.secret_file`) when set, else from `dir`, creating it
+/// there (mode 0600) on first use. A given file is never created.
+pub fn load_or_create(dir: &Path, given: Option<&Path>) -> Result<[u8; 32], StoreError> {
+    if let Some(path) = given {
+        return load_given(path);
+    }
     let path = dir.join(FILE);
     let err = |message: String| StoreError::Secret {
         path: path.clone(),
@@ -44,6 +48,34 @@ pub fn load_or_create(dir: &Path) -> Result<[u8; 32], StoreError> {
     }
 }
 
+/// A secret given in a file: 32 bytes as they are, or written as 64 hex digits (with or
+/// without a final newline), as `openssl rand -hex 32` writes one.
+fn load_given(path: &Path) -> Result<[u8; 32], StoreError> {
+    let err = |message: String| StoreError::Secret {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        err(format!(
+            "{e} (store.secret_file names it; give a file of 32 bytes or 64 hex digits)"
+        ))
+    })?;
+    let hex_digits = std::str::from_utf8(&bytes)
+        .ok()
+        .map(str::trim)
+        .filter(|t| t.len() == 64)
+        .and_then(|t| hex::decode(t).ok());
+    hex_digits
+        .unwrap_or(bytes)
+        .try_into()
+        .map_err(|b: Vec<u8>| {
+            err(format!(
+                "holds {} bytes, expected 32 bytes or 64 hex digits (make one with `openssl rand -hex 32`)",
+                b.len()
+            ))
+        })
+}
+
 /// The keyed pseudonym of an address: `ip:` and 32 hex digits of HMAC-SHA256(key, address).
 /// Stable for one deployment, so grouping still works once the address is gone.
 pub fn pseudonym(key: &[u8; 32], ip: &str) -> String {
@@ -61,8 +93,8 @@ mod tests {
     #[test]
     fn created_once_then_reused_with_owner_only_mode() {
         let dir = tempfile::tempdir().unwrap();
-        let a = load_or_create(dir.path()).unwrap();
-        let b = load_or_create(dir.path()).unwrap();
+        let a = load_or_create(dir.path(), None).unwrap();
+        let b = load_or_create(dir.path(), None).unwrap();
         assert_eq!(a, b);
         #[cfg(unix)]
         {
@@ -79,7 +111,32 @@ mod tests {
     fn truncated_secret_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE), [1u8; 5]).unwrap();
-        let err = load_or_create(dir.path()).unwrap_err();
+        let err = load_or_create(dir.path(), None).unwrap_err();
         assert!(err.to_string().contains("expected 32"), "{err}");
+    }
+
+    #[test]
+    fn a_given_secret_is_read_raw_or_as_hex_and_never_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, [7u8; 32]).unwrap();
+        assert_eq!(load_or_create(dir.path(), Some(&raw)).unwrap(), [7u8; 32]);
+        let text = dir.path().join("hex");
+        std::fs::write(&text, format!("{}\n", "0a".repeat(32))).unwrap();
+        assert_eq!(load_or_create(dir.path(), Some(&text)).unwrap(), [10u8; 32]);
+        let missing = dir.path().join("missing");
+        let err = load_or_create(dir.path(), Some(&missing))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.secret_file"), "{err}");
+        assert!(
+            !missing.exists() && !dir.path().join(FILE).exists(),
+            "nothing is made"
+        );
+        std::fs::write(&text, "abc").unwrap();
+        let err = load_or_create(dir.path(), Some(&text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("openssl rand -hex 32"), "{err}");
     }
 }

@@ -57,7 +57,7 @@ fn main() {
     let recording = args.get(4).map(|dir| {
         let dir = std::path::Path::new(dir);
         std::fs::create_dir_all(dir).expect("the data directory can be created");
-        let secret = faceprobe::store::secret::load_or_create(dir).expect("a secret");
+        let secret = faceprobe::store::secret::load_or_create(dir, None).expect("a secret");
         let metrics = Arc::new(Metrics::default());
         let config = RecordConfig::default();
         let (recorder, writer) = faceprobe::record::start(dir, &config, secret, metrics.clone())

@@ -9,11 +9,7 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::{free_port, is_whole_jpeg, token_bytes, tool_available, Env, Server};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use common::{free_port, is_whole_jpeg, token_bytes, tool_available, Env, Fetched, Server};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,57 +100,9 @@ impl Drop for Caddy {
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 /// GET `path` from Caddy on a connection whose source address is `CLIENT`.
-fn get(caddy: &Caddy, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut req = Request::get(path).header("host", caddy.addr.to_string());
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let req = req.body(Empty::<Bytes>::new()).unwrap();
-    let to = caddy.addr;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        tokio::time::timeout(REQUEST_BOUND, async move {
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.bind(SocketAddr::new(CLIENT, 0))?;
-            let stream = socket.connect(to).await?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
-            let resp = sender.send_request(req).await?;
-            let (parts, body) = resp.into_parts();
-            let body = body.collect().await?.to_bytes().to_vec();
-            let content_type = parts
-                .headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Reply {
-                status: parts.status,
-                content_type,
-                body,
-            })
-        })
-        .await
-        .unwrap_or_else(|_| panic!("GET {path}: no complete answer within {REQUEST_BOUND:?}"))
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-    })
+fn get(caddy: &Caddy, path: &str, headers: &[(&str, &str)]) -> Fetched {
+    common::get_from(CLIENT, caddy.addr, path, headers)
 }
 
 /// The events recorded with user agent `agent`: (path, kind, status, client_ip, client_key,

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{tool_available, wait_for_client, Env, Server};
+use common::{tool_available, wait_for_client, Env, Fetched, Server};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,47 +22,11 @@ const SCRAPER: &str = "img2dataset/1.5.0 (+https://github.com/rom1504/img2datase
 /// The scraper's own address: nginx reaches faceprobe from 127.0.0.1.
 const SCRAPER_IP: [u8; 4] = [127, 0, 0, 3];
 
-/// One answer read whole (HTTP/1.0: no chunks, the body ends when the connection closes).
-struct Answer {
-    status: u16,
-    headers: String,
-    body: Vec<u8>,
-}
-
-/// GET `path` from `to`, sent from the scraper's address with `extra` header lines.
-fn get(to: SocketAddr, path: &str, extra: &str) -> Answer {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket
-            .bind(SocketAddr::from((SCRAPER_IP, 0)))
-            .expect("bind 127.0.0.3");
-        let mut stream = socket.connect(to).await.unwrap();
-        let request = format!(
-            "GET {path} HTTP/1.0\r\nHost: photos.example.org\r\nUser-Agent: {SCRAPER}\r\n{extra}\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut bytes = Vec::new();
-        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut bytes))
-            .await
-            .expect("an answer within 20 s")
-            .unwrap();
-        let end = bytes
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a whole head");
-        let headers = String::from_utf8_lossy(&bytes[..end]).to_string();
-        let status = headers.split(' ').nth(1).unwrap().parse().unwrap();
-        Answer {
-            status,
-            headers,
-            body: bytes[end + 4..].to_vec(),
-        }
-    })
+/// GET `path` from `to`, sent from the scraper's own address with its agent and `headers`.
+fn get(to: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Fetched {
+    let mut all = vec![("user-agent", SCRAPER)];
+    all.extend_from_slice(headers);
+    common::get_from(SCRAPER_IP.into(), to, path, &all)
 }
 
 /// Debian's nginx on a free loopback port, killed when dropped.
@@ -206,12 +170,12 @@ fn a_scraper_through_nginx_is_recorded_under_its_own_address_and_flagged() {
     let via = nginx.addr;
     let scraper = std::net::IpAddr::from(SCRAPER_IP).to_string();
 
-    let robots = get(via, "/robots.txt", "");
+    let robots = get(via, "/robots.txt", &[]);
     assert_eq!(robots.status, 200, "{}", nginx.log());
     assert!(String::from_utf8_lossy(&robots.body).contains("Disallow: /_fp/"));
 
     // The page, through nginx, with the block SSI fetched from faceprobe for this view.
-    let page = get(via, "/", "X-Forwarded-For: 198.51.100.7\r\n");
+    let page = get(via, "/", &[("x-forwarded-for", "198.51.100.7")]);
     assert_eq!(page.status, 200, "{}", nginx.log());
     let html = String::from_utf8_lossy(&page.body).to_string();
     assert!(html.contains("<h1>Photos</h1>"), "{html}");
@@ -229,19 +193,19 @@ fn a_scraper_through_nginx_is_recorded_under_its_own_address_and_flagged() {
 
     // The canary through nginx: its fetch is in the store as soon as its body arrived,
     // under the scraper's address (nginx's X-Forwarded-For), whatever the client claimed.
-    let image = get(via, &canary, "X-Forwarded-For: 198.51.100.7\r\n");
-    assert_eq!(image.status, 200, "{}", image.headers);
+    let image = get(via, &canary, &[("x-forwarded-for", "198.51.100.7")]);
+    assert_eq!(image.status, 200, "{}", nginx.log());
     assert!(common::is_whole_jpeg(&image.body));
     assert_eq!(
         recorded_address(&env, &canary, None).as_deref(),
         Some(scraper.as_str()),
         "the canary's fetch is recorded, under the scraper's own address"
     );
-    let gallery = get(via, &trap, "");
+    let gallery = get(via, &trap, &[]);
     assert_eq!(gallery.status, 200);
     let (more, _) = common::img_and_link_urls(&String::from_utf8_lossy(&gallery.body));
     for src in more.iter().filter(|s| s.starts_with("/_fp/c/")).take(3) {
-        assert_eq!(get(via, src, "").status, 200);
+        assert_eq!(get(via, src, &[]).status, 200);
         assert_eq!(
             recorded_address(&env, src, None).as_deref(),
             Some(scraper.as_str())
@@ -256,7 +220,10 @@ fn a_scraper_through_nginx_is_recorded_under_its_own_address_and_flagged() {
     let direct = get(
         addrs.public,
         "/robots.txt?direct=1",
-        "X-Forwarded-For: 198.51.100.9\r\nForwarded: for=198.51.100.9\r\n",
+        &[
+            ("x-forwarded-for", "198.51.100.9"),
+            ("forwarded", "for=198.51.100.9"),
+        ],
     );
     assert_eq!(direct.status, 200);
     common::wait_for_event(&env, "/robots.txt");

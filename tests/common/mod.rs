@@ -614,3 +614,55 @@ pub fn wait_for_client(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// GET `path` from `to` on a connection whose source address is `from` (a loopback address of
+/// the test's choosing, so that what a proxy in between forwards can be told from its own
+/// address), with `headers`; the answer read whole, within 20 s.
+pub fn get_from(
+    from: std::net::IpAddr,
+    to: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Fetched {
+    use http_body_util::BodyExt;
+    let mut req = http::Request::get(path).header("host", to.to_string());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        tokio::time::timeout(SERVE_TIMEOUT, async move {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(from, 0))?;
+            let stream = socket.connect(to).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let resp = sender.send_request(req).await?;
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await?.to_bytes().to_vec();
+            let header = |name: &str| {
+                parts
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Fetched {
+                status: parts.status.as_u16(),
+                content_type: header("content-type").unwrap_or_default(),
+                content_length: header("content-length").and_then(|v| v.parse().ok()),
+                body,
+            })
+        })
+        .await
+        .unwrap_or_else(|_| panic!("GET {path}: no complete answer within {SERVE_TIMEOUT:?}"))
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    })
+}

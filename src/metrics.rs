@@ -25,6 +25,10 @@ pub struct Metrics {
     pub upstream_errors: AtomicU64,
     pub rejected_requests: AtomicU64,
     pub connections_open: AtomicI64,
+    /// Connections closed at accept: their address held `max_connections_per_address`.
+    pub connections_refused: AtomicU64,
+    /// Connections closed because an answer waited `send_timeout_secs` for the client.
+    pub connections_send_timeout: AtomicU64,
     pub events_written: AtomicU64,
     pub events_dropped: AtomicU64,
     pub write_errors: AtomicU64,
@@ -98,6 +102,16 @@ impl Metrics {
             "faceprobe_upstream_errors_total",
             "Requests the upstream could not answer (502/504 sent).",
             self.upstream_errors.load(Relaxed),
+        );
+        counter(
+            "faceprobe_connections_refused_total",
+            "Connections closed at accept: their address already held serve.max_connections_per_address.",
+            self.connections_refused.load(Relaxed),
+        );
+        counter(
+            "faceprobe_connections_send_timeout_total",
+            "Connections closed: an answer waited serve.send_timeout_secs for the client to read.",
+            self.connections_send_timeout.load(Relaxed),
         );
         counter(
             "faceprobe_rejected_requests_total",

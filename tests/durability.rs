@@ -5,6 +5,9 @@
 //! trap galleries and their canaries) until the server is killed with SIGKILL in the middle of
 //! their traffic. The server is then started again on the same data directory, stopped with
 //! SIGTERM, and the store is read.
+//!
+//! The second test does it 200 times (`FACEPROBE_KILLS` to change it), each kill at a random
+//! moment of the traffic, and prints how long the server took to serve again each time.
 
 mod common;
 
@@ -14,6 +17,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
 
 const CLIENTS: usize = 4;
 /// Traffic before the kill, once at least `MIN_CANARIES` were received.
@@ -178,4 +183,107 @@ fn crawl(base: &str, shared: &Shared) -> Crawl {
         }
     }
     out
+}
+
+/// Kills of the loop (`FACEPROBE_KILLS` overrides).
+const KILLS: usize = 200;
+/// Each kill comes at a random moment up to this long into the traffic.
+const MAX_KILL_AFTER: Duration = Duration::from_millis(400);
+
+#[test]
+fn two_hundred_kill_9_at_random_moments_lose_no_acknowledged_canary() {
+    let kills: usize = std::env::var("FACEPROBE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(KILLS);
+    let seed: u64 = std::env::var("FACEPROBE_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("{kills} kills, seed {seed} (FACEPROBE_KILL_SEED={seed} repeats the moments)");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let env = Env::new();
+    let addrs = env.configure_serve("mode = \"demo\"", "");
+    let mut received: Vec<String> = Vec::new();
+    let mut up_times: Vec<Duration> = Vec::new();
+    let mut requests = 0usize;
+    for round in 0..kills {
+        let started = Instant::now();
+        let mut server = env.serve(addrs);
+        // Serving again: the time from the start of the process to its first page.
+        let agent = http_agent();
+        let page = fetch(&agent, &server.url("/")).unwrap_or_else(|e| {
+            panic!(
+                "round {round}: first page after restart: {e}\n{}",
+                server.log_text()
+            )
+        });
+        assert_eq!(page.status, 200, "round {round}: {}", server.log_text());
+        up_times.push(started.elapsed());
+        drop(agent);
+
+        let shared = Arc::new(Shared::default());
+        let crawlers: Vec<_> = (0..2)
+            .map(|_| {
+                let (base, shared) = (server.url(""), shared.clone());
+                std::thread::spawn(move || crawl(&base, &shared))
+            })
+            .collect();
+        let after = rng.random_range(Duration::ZERO..MAX_KILL_AFTER);
+        std::thread::sleep(after);
+        shared.killing.store(true, Ordering::SeqCst);
+        server.kill9();
+        let crawls: Vec<Crawl> = crawlers.into_iter().map(|c| c.join().unwrap()).collect();
+        let errors: Vec<&String> = crawls.iter().flat_map(|c| &c.errors).collect();
+        assert!(
+            errors.is_empty(),
+            "round {round}: requests failed before the kill: {errors:?}\n{}",
+            server.log_text()
+        );
+        requests += crawls.iter().map(|c| c.requests).sum::<usize>();
+        received.extend(shared.received.lock().unwrap().drain(..));
+    }
+
+    // Once more, stopped gracefully; then every acknowledged canary must be in the store.
+    let mut server = env.serve(addrs);
+    let status = server.terminate();
+    assert!(status.success(), "SIGTERM: {status}\n{}", server.log_text());
+    let db = env.db();
+    let mut query = db
+        .prepare("SELECT count(*) FROM events WHERE token = ?1 AND kind = 'canary'")
+        .unwrap();
+    let lost = received
+        .iter()
+        .filter(|t| {
+            let n: i64 = query.query_row([token_bytes(t)], |r| r.get(0)).unwrap();
+            n == 0
+        })
+        .count();
+    drop(query);
+    drop(db);
+    up_times.sort();
+    let median = up_times[up_times.len() / 2];
+    let worst = *up_times.last().unwrap();
+    let over_2s = up_times
+        .iter()
+        .filter(|t| **t > Duration::from_secs(2))
+        .count();
+    eprintln!(
+        "kills survived: {kills}; requests: {requests}; canaries acknowledged: {}; lost: {lost}; \
+         serving again after start: median {median:.2?}, worst {worst:.2?}, over 2 s: {over_2s}",
+        received.len()
+    );
+    assert_eq!(lost, 0, "acknowledged canaries with no fetch in the store");
+    assert!(
+        received.len() >= kills / 4,
+        "too few canaries acknowledged ({}) for the loop to prove anything",
+        received.len()
+    );
+    let check = env.run(&["db", "check"]);
+    assert!(
+        check.status.success(),
+        "db check after {kills} kills: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
 }

@@ -92,6 +92,10 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         Ok(None) => {}
         Err(e) => tracing::error!(error = %e, "could not sign the chain head at shutdown"),
     }
+    // The database file alone then holds everything: a copy of it after a stop is whole.
+    if let Err(e) = faceprobe::store::Store::open(&data_dir).and_then(|s| s.checkpoint()) {
+        tracing::warn!(error = %e, "could not fold the write-ahead log into the database at shutdown");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -360,8 +360,8 @@ impl Default for MatchConfig {
             max_hash_distance: 31,
             crop_search: true,
             max_file_bytes: 64 * 1024 * 1024,
-            max_dimension: 16_384,
-            max_decode_bytes: 512 * 1024 * 1024,
+            max_dimension: 8_192,
+            max_decode_bytes: 100 * 1024 * 1024,
         }
     }
 }

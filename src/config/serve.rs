@@ -116,6 +116,9 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Open client connections at most; more wait to be accepted.
     pub max_connections: usize,
+    /// Open connections one client address may hold (IPv6: one /64); more are closed at
+    /// accept. Trusted proxies are not counted. 0 = no limit.
+    pub max_connections_per_address: usize,
     /// Largest request head (request line and headers), in bytes.
     pub max_header_bytes: usize,
     /// Largest request body forwarded upstream, in bytes.
@@ -125,6 +128,9 @@ pub struct ServeConfig {
     pub header_timeout_secs: u64,
     /// Seconds the upstream has to answer a request.
     pub upstream_timeout_secs: u64,
+    /// Seconds an answer may wait for the client to take a single byte (slow read); then
+    /// the connection is closed.
+    pub send_timeout_secs: u64,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
     /// Scheduling policy of every thread of `faceprobe serve` (Linux; ignored elsewhere).
@@ -139,10 +145,12 @@ section!(ServeConfig {
     trusted_proxies,
     workers,
     max_connections,
+    max_connections_per_address,
     max_header_bytes,
     max_body_bytes,
     header_timeout_secs,
     upstream_timeout_secs,
+    send_timeout_secs,
     shutdown_grace_secs,
     scheduling,
 });
@@ -160,10 +168,12 @@ impl Default for ServeConfig {
             ],
             workers: 0,
             max_connections: 4096,
+            max_connections_per_address: 256,
             max_header_bytes: 16 * 1024,
             max_body_bytes: 16 * 1024 * 1024,
             header_timeout_secs: 10,
             upstream_timeout_secs: 30,
+            send_timeout_secs: 30,
             shutdown_grace_secs: 10,
             scheduling: Scheduling::Batch,
         }
@@ -203,6 +213,13 @@ impl ServeConfig {
             p,
             "serve.header_timeout_secs",
             self.header_timeout_secs,
+            1,
+            "use 1 second or more",
+        );
+        at_least(
+            p,
+            "serve.send_timeout_secs",
+            self.send_timeout_secs,
             1,
             "use 1 second or more",
         );

@@ -10,6 +10,26 @@ use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
+/// What a client sent, fit for a log line: every control character (C0, DEL, C1 such as the
+/// terminal's CSI U+009B or NEL U+0085), line and paragraph separator, and bidirectional
+/// override written as `\u{..}`, so that one record stays one line and a terminal showing the
+/// log runs no escape sequence a client chose.
+pub fn escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let hidden = c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c);
+        if hidden {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Prefixes tracked by the per-client limiter at most; beyond it only the global limit applies.
 const MAX_TRACKED: usize = 100_000;
 /// Prefixes named in one summary; the rest are added up.
@@ -136,5 +156,17 @@ mod tests {
             .filter(|i| gate.allow(&format!("10.0.{i}.0/24")))
             .count();
         assert_eq!(allowed, 3);
+    }
+
+    #[test]
+    fn a_log_line_shows_controls_as_escapes() {
+        assert_eq!(
+            escaped("curl/8 \u{9b}31m\u{85}x\u{2028}y\n"),
+            "curl/8 \\u{9b}31m\\u{85}x\\u{2028}y\\u{a}"
+        );
+        assert_eq!(
+            escaped("Mozilla/5.0 (X11) \"q\" ${jndi:x}"),
+            "Mozilla/5.0 (X11) \"q\" ${jndi:x}"
+        );
     }
 }

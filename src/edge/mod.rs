@@ -14,6 +14,7 @@ pub mod client;
 pub mod coarse;
 pub mod demo;
 pub mod inject;
+mod limits;
 pub mod logs;
 pub mod proxy;
 pub mod robots;
@@ -158,7 +159,12 @@ pub async fn serve(
         hyper_util::server::graceful::GracefulShutdown::new(),
     )));
     let workers = start_workers(&config.serve, &app, &metrics, &graceful)?;
-    accept_until(shutdown, &public, &workers, config.serve.max_connections).await;
+    let per_address = limits::PerAddress::new(
+        config.serve.max_connections_per_address,
+        client::Trusted::new(config.serve.trusted_proxies.clone()),
+    );
+    let limits = (config.serve.max_connections, per_address, metrics.as_ref());
+    accept_until(shutdown, &public, &workers, limits).await;
     drop(public);
     finish_requests(
         &graceful,
@@ -376,6 +382,7 @@ fn start_workers(
     let serve_conn: workers::ServeConn = {
         let (app, metrics, graceful) = (app.clone(), metrics.clone(), graceful.clone());
         let head_timeout = Duration::from_secs(s.header_timeout_secs);
+        let send_timeout = Duration::from_secs(s.send_timeout_secs);
         Arc::new(move |worker, stream, peer| {
             let (app, metrics) = (app.clone(), metrics.clone());
             let (mut http1, http2) = (http1.clone(), http2.clone());
@@ -389,11 +396,13 @@ fn start_workers(
                 // that sends nothing (or half the HTTP/2 preface) must not hold a slot for ever.
                 let protocol = protocol_of(&stream, head_timeout).await;
                 let visitor = Arc::new(client::Visitor::new(peer.ip(), &app.trusted));
+                let timer = app.timers[worker].clone();
                 let service = hyper::service::service_fn(move |req| {
                     let (app, visitor) = (app.clone(), visitor.clone());
                     async move { Ok::<_, Infallible>(handle(app, worker, &visitor, req).await) }
                 });
                 let io = TokioIo::new(stream);
+                let io = limits::SendTimeout::new(io, timer, send_timeout, metrics.clone());
                 let ended = match protocol {
                     Some(Protocol::Http1) => {
                         watcher.watch(http1.serve_connection(io, service)).await
@@ -419,13 +428,13 @@ fn start_workers(
     Ok(workers)
 }
 
-/// Accepts connections, at most `max_connections` open at once, and hands each to a worker,
-/// until `shutdown` completes.
+/// Accepts connections, at most `max_connections` open at once and the share of
+/// `per_address` from one address, and hands each to a worker, until `shutdown` completes.
 async fn accept_until(
     shutdown: impl Future<Output = ()>,
     public: &TcpListener,
     workers: &workers::Workers,
-    max_connections: usize,
+    (max_connections, per_address, metrics): (usize, limits::PerAddress, &Metrics),
 ) {
     let connections = Arc::new(Semaphore::new(max_connections));
     tokio::pin!(shutdown);
@@ -448,8 +457,14 @@ async fn accept_until(
                 }
             },
         };
+        let Some(slot) = per_address.admit(peer.ip()) else {
+            // Closed at once, unread.
+            metrics.connections_refused.fetch_add(1, Relaxed);
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        if let Err(e) = workers.dispatch(stream, peer, permit) {
+        if let Err(e) = workers.dispatch(stream, peer, (permit, slot)) {
             tracing::warn!(error = %e, "could not hand a connection to a worker");
         }
     }
@@ -727,7 +742,7 @@ impl App {
     ) -> Response<Body> {
         self.metrics.upstream_errors.fetch_add(1, Relaxed);
         if self.log_allowed(&event) {
-            tracing::warn!(client = %event.client_key, path = %event.path, %error, "upstream {what}");
+            tracing::warn!(client = %event.client_key, path = %logs::escaped(&event.path), %error, "upstream {what}");
         }
         let r = owned(
             status,
@@ -910,13 +925,13 @@ impl App {
         event.ensure_token = Some(mint);
         let client_key = event.client_key.clone();
         let log = self.log_allowed(&event);
-        let ua = event.user_agent.clone().unwrap_or_default();
+        let ua = log.then(|| logs::escaped(event.user_agent.as_deref().unwrap_or("")));
         event.duration_us = started.elapsed().as_micros() as u64;
         match self.recorder.commit(event).await {
             Ok(id) => {
                 self.metrics.canaries_served.fetch_add(1, Relaxed);
                 if log {
-                    tracing::info!(client = %client_key, token = %token, event = id, user_agent = %ua, "canary image fetched");
+                    tracing::info!(client = %client_key, token = %token, event = id, user_agent = %ua.unwrap_or_default(), "canary image fetched");
                 }
                 let mut r = Response::new(if head {
                     empty()
@@ -1042,7 +1057,7 @@ impl App {
         };
         event.duration_us = started.elapsed().as_micros() as u64;
         if self.log_allowed(&event) {
-            tracing::info!(client = %event.client_key, user_agent = %event.user_agent.as_deref().unwrap_or(""), "robots.txt fetched");
+            tracing::info!(client = %event.client_key, user_agent = %logs::escaped(event.user_agent.as_deref().unwrap_or("")), "robots.txt fetched");
         }
         let _ = self.recorder.keep(event).await;
         owned(

@@ -13,6 +13,10 @@ use std::thread::JoinHandle;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+/// What an accepted connection holds until it closes: its place among `max_connections` and,
+/// for a counted address, among its address's connections.
+pub type Permit = (OwnedSemaphorePermit, Option<super::limits::Slot>);
+
 /// What a worker runs for one connection: (worker index, stream, peer).
 pub type ServeConn = Arc<
     dyn Fn(usize, TcpStream, SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
@@ -21,7 +25,7 @@ pub type ServeConn = Arc<
 struct Accepted {
     stream: std::net::TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: Permit,
 }
 
 struct Worker {
@@ -81,7 +85,7 @@ impl Workers {
         &self,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
+        permit: Permit,
     ) -> std::io::Result<()> {
         let stream = stream.into_std()?;
         let w = self
@@ -157,7 +161,7 @@ mod tests {
                 let client = TcpStream::connect(addr).await.unwrap();
                 let (stream, peer) = listener.accept().await.unwrap();
                 let permit = limit.clone().acquire_owned().await.unwrap();
-                workers.dispatch(stream, peer, permit).unwrap();
+                workers.dispatch(stream, peer, (permit, None)).unwrap();
                 clients.push(client);
             }
             use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -48,6 +48,12 @@ pub enum StoreError {
     Encode { what: &'static str, message: String },
     #[error("backup into {path}: {message}")]
     Backup { path: PathBuf, message: String },
+    #[error(
+        "database {path} {why}. faceprobe leaves it as it is: restore it from a backup \
+         (`faceprobe db backup` makes them; see docs/deploy.md), or move it away to start a \
+         new, empty store"
+    )]
+    Damaged { path: PathBuf, why: String },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -66,11 +72,25 @@ impl Store {
             source,
         })?;
         let path = dir.join("faceprobe.db");
-        let open_err = |source| StoreError::Open {
-            path: path.clone(),
-            source,
+        check_file(&path)?;
+        let open_err = |source: rusqlite::Error| match damage(&source) {
+            Some(why) => StoreError::Damaged {
+                path: path.clone(),
+                why,
+            },
+            None => StoreError::Open {
+                path: path.clone(),
+                source,
+            },
         };
         let mut conn = Connection::open(&path).map_err(open_err)?;
+        // Until the file is known to be sound, closing must not write to it (SQLite copies the
+        // write-ahead log into the database when its last connection closes).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -79,7 +99,15 @@ impl Store {
             .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
-        schema::migrate(&mut conn, &path)?;
+        schema::migrate(&mut conn, &path).map_err(|e| match e {
+            StoreError::Sql(source) => open_err(source),
+            e => e,
+        })?;
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            false,
+        )
+        .map_err(open_err)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             conn,
@@ -109,6 +137,7 @@ impl Store {
     /// Opens a copy of a database (a backup) to read it, never changing it: not migrated, so
     /// it must be of this faceprobe's schema. `dir()` is the folder holding it.
     pub fn open_copy(file: &Path) -> Result<Store, StoreError> {
+        check_file(file)?;
         let open_err = |source| StoreError::Open {
             path: file.to_path_buf(),
             source,
@@ -181,6 +210,15 @@ impl Store {
         }
     }
 
+    /// Copies the write-ahead log into the database and empties it, so that the database file
+    /// alone holds everything (at the end of `serve`: a copy of the stopped data directory's
+    /// `faceprobe.db` is then whole).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// `PRAGMA integrity_check`; returns the problems it reports (empty when sound).
     pub fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
@@ -188,6 +226,65 @@ impl Store {
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<_, _>>()?;
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
+    }
+}
+
+/// Finds a damaged database file before SQLite opens it (and, for a file cut short, before
+/// anything is written to it): one that is not SQLite's, or one shorter than its own header
+/// says. A file with a write-ahead log beside it is left to SQLite's recovery.
+fn check_file(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let damaged = |why: String| StoreError::Damaged {
+        path: path.to_path_buf(),
+        why,
+    };
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(()); // none yet: made at open
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        return Ok(());
+    }
+    let mut head = [0u8; 100];
+    if len < 100 || file.read_exact(&mut head).is_err() {
+        return Err(damaged(format!(
+            "is not a database: {len} bytes, shorter than SQLite's header"
+        )));
+    }
+    if &head[..16] != b"SQLite format 3\0" {
+        return Err(damaged(
+            "is not a database: it does not begin with SQLite's header".into(),
+        ));
+    }
+    let be16 = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
+    let be32 = |at: usize| u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    let page = match be16(16) {
+        1 => 65_536,
+        n => u64::from(n),
+    };
+    // The header's page count is valid when its "valid for" counter is the change counter.
+    let pages = u64::from(be32(28));
+    let valid = be32(92) == be32(24);
+    let wal = path.with_extension("db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if valid && wal_len == 0 && len < pages * page {
+        return Err(damaged(format!(
+            "is cut off: its header counts {pages} pages of {page} bytes ({} bytes), the file \
+             holds {len}",
+            pages * page
+        )));
+    }
+    Ok(())
+}
+
+/// Why an SQLite error means the file is damaged, if it does.
+fn damage(e: &rusqlite::Error) -> Option<String> {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => Some("is not a database".into()),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            Some("is damaged (SQLite: database disk image is malformed)".into())
+        }
+        _ => None,
     }
 }
 

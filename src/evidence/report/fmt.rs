@@ -150,19 +150,25 @@ pub(crate) fn span(lang: Lang, ms: i64) -> String {
     }
 }
 
-/// A client string (agent, path, address) as inert visible text: control characters and the
-/// bidirectional controls that could reorder what a reader sees are written as `\u{…}`, so
-/// what is printed is what was sent, character for character, and nothing is hidden.
+/// A client string (agent, path, address) as inert visible text: control characters, line and
+/// paragraph separators, and the bidirectional controls that could reorder what a reader sees
+/// are written as `\u{…}`, so what is printed is what was sent, character for character, on
+/// one line, and nothing is hidden.
 pub fn visible(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() || is_bidi_control(c) || is_invisible(c) {
+        if c.is_control() || is_separator(c) || is_bidi_control(c) || is_invisible(c) {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR: a line break in a renderer.
+fn is_separator(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 fn is_bidi_control(c: char) -> bool {

@@ -123,7 +123,8 @@ mod tests {
                 "control characters not made visible"
             );
             assert!(flat.contains("rtl\\u{202e}txt.exe"));
-            assert!(!text.contains('\u{202e}'));
+            assert!(flat.contains("line\\u{2028}sep\\u{2029}para"));
+            assert!(!text.contains('\u{202e}') && !text.contains('\u{2028}'));
             // A page set to 1pt wide would make every word its own line; the pages are A4.
             assert!(text.lines().count() < 20_000);
         }
@@ -140,6 +141,7 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!page.contains('\u{202e}') && !page.contains('\u{0}') && !page.contains('\u{1b}'));
         assert!(page.contains("rtl\\u{202e}txt.exe"));
+        assert!(page.contains("line\\u{2028}sep\\u{2029}para") && !page.contains('\u{2028}'));
         assert!(page.contains("#panic"));
         assert!(page.starts_with("<!DOCTYPE html>"));
     }

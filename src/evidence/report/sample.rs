@@ -373,6 +373,7 @@ pub(crate) const HOSTILE: &[&str] = &[
     "back\\slash\\\\ $ math $ *bold* _em_ `raw` @ref <lbl> // c /* c */",
     "ctl\u{0}\u{1}\u{7}\u{8}\u{9}\u{a}\u{d}\u{1b}\u{1f}end",
     "rtl\u{202e}txt.exe",
+    "line\u{2028}sep\u{2029}para",
 ];
 
 /// The sample report with hostile strings in every client field.

@@ -11,8 +11,8 @@
 
 mod common;
 
+use common::Env;
 use common::{canary_token, fetch, http_agent, img_and_link_urls, is_whole_jpeg, same_origin};
-use common::{token_bytes, Env};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -97,24 +97,14 @@ fn every_canary_received_before_kill_9_is_in_the_store_after_restart() {
     let status = server.terminate();
     assert!(status.success(), "SIGTERM: {status}\n{}", server.log_text());
 
-    let db = env.db();
-    let mut query = db
-        .prepare("SELECT count(*) FROM events WHERE token = ?1 AND kind = 'canary'")
-        .unwrap();
-    let missing: Vec<&String> = received
-        .iter()
-        .filter(|t| {
-            let n: i64 = query.query_row([token_bytes(t)], |r| r.get(0)).unwrap();
-            n == 0
-        })
-        .collect();
+    let missing = common::canaries_not_stored(&env, &received);
     assert!(
         missing.is_empty(),
         "{} of {} canaries served with a whole body have no fetch in the store: {missing:?}",
         missing.len(),
         received.len()
     );
-    drop(query);
+    let db = env.db();
     let kinds: Vec<(String, i64)> = db
         .prepare("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind")
         .unwrap()
@@ -125,13 +115,7 @@ fn every_canary_received_before_kill_9_is_in_the_store_after_restart() {
     eprintln!("events in the store after the restart: {kinds:?}");
     drop(db);
 
-    let check = env.run(&["db", "check"]);
-    assert!(
-        check.status.success(),
-        "db check after kill -9 and restart: {}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    common::assert_db_check(&env, "kill -9 and a restart");
 }
 
 /// Walks the site like a harvester: a page, then every image on it, then its links (trap
@@ -248,19 +232,7 @@ fn two_hundred_kill_9_at_random_moments_lose_no_acknowledged_canary() {
     let mut server = env.serve(addrs);
     let status = server.terminate();
     assert!(status.success(), "SIGTERM: {status}\n{}", server.log_text());
-    let db = env.db();
-    let mut query = db
-        .prepare("SELECT count(*) FROM events WHERE token = ?1 AND kind = 'canary'")
-        .unwrap();
-    let lost = received
-        .iter()
-        .filter(|t| {
-            let n: i64 = query.query_row([token_bytes(t)], |r| r.get(0)).unwrap();
-            n == 0
-        })
-        .count();
-    drop(query);
-    drop(db);
+    let lost = common::canaries_not_stored(&env, &received).len();
     up_times.sort();
     let median = up_times[up_times.len() / 2];
     let worst = *up_times.last().unwrap();
@@ -279,11 +251,5 @@ fn two_hundred_kill_9_at_random_moments_lose_no_acknowledged_canary() {
         "too few canaries acknowledged ({}) for the loop to prove anything",
         received.len()
     );
-    let check = env.run(&["db", "check"]);
-    assert!(
-        check.status.success(),
-        "db check after {kills} kills: {}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    common::assert_db_check(&env, &format!("{kills} kills"));
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{canary_token, fetch, http_agent, img_and_link_urls, same_origin, token_bytes, Env};
+use common::{canary_token, fetch, http_agent, img_and_link_urls, same_origin, Env};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -185,28 +185,7 @@ fn a_full_disk_refuses_canaries_keeps_serving_pages_and_recovers() {
     assert!(status.success(), "SIGTERM: {status}\n{}", server.log_text());
 
     // Every canary served, before and after, has its fetch in the store; the store checks out.
-    let db = env.db();
-    let mut query = db
-        .prepare("SELECT count(*) FROM events WHERE token = ?1 AND kind = 'canary'")
-        .unwrap();
-    let missing: Vec<&String> = served
-        .iter()
-        .chain(&after)
-        .filter(|t| {
-            query
-                .query_row([token_bytes(t)], |r| r.get::<_, i64>(0))
-                .unwrap()
-                == 0
-        })
-        .collect();
+    let missing = common::canaries_not_stored(&env, served.iter().chain(&after));
     assert!(missing.is_empty(), "served but not recorded: {missing:?}");
-    drop(query);
-    drop(db);
-    let check = env.run(&["db", "check"]);
-    assert!(
-        check.status.success(),
-        "db check after the disk was full: {}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    common::assert_db_check(&env, "the disk was full");
 }

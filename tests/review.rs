@@ -430,3 +430,62 @@ fn a_harvester_is_confirmed_exported_downloaded_and_verified_through_the_dashboa
         .unwrap();
     assert_eq!(built_by, "Tess", "the reviewer is recorded as the builder");
 }
+
+#[test]
+fn sql_metacharacters_in_agents_and_filters_are_only_text() {
+    let env = Env::new();
+    let server = serve(&env, &format!("token = \"{TOKEN}\""));
+    let hostile = "x'); DROP TABLE events; -- \" OR 1=1 %_";
+    crawl(&server, hostile, 1, 40);
+    let key = flagged_key(&env, &server, hostile);
+    let admin = Admin::login(&server);
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    // Filters made of SQL: answered, matching only what holds them literally.
+    for (filter, value, finds_it) in [
+        ("q", "' OR '1'='1", false),
+        ("q", "%", false),
+        ("agent", "' OR 1=1 --", false),
+        ("agent", "%", true),
+        ("agent", "DROP TABLE events", true),
+        ("agent", "_", true),
+        // Wildcards match themselves only: unescaped, these would find the client.
+        ("agent", "x%OR", false),
+        ("agent", "D_OP", false),
+    ] {
+        let p = admin.get(&format!("/flags?{filter}={}", enc(value)));
+        assert_eq!(p.status, 200, "{filter}={value}: {}", p.body);
+        assert_eq!(
+            p.body.contains(&key),
+            finds_it,
+            "{filter}={value:?} should {}find the client",
+            if finds_it { "" } else { "not " }
+        );
+    }
+    // The agent is stored as sent, the tables are whole, the chain checks out.
+    let db = env.db();
+    let stored: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events_full WHERE user_agent = ?1",
+            [hostile],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(stored > 0, "the agent is stored verbatim");
+    let tables: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('events', 'clients')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 2);
+    drop(db);
+    common::assert_db_check(&env, "SQL metacharacters in agents and filters");
+}

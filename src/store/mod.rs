@@ -72,7 +72,6 @@ impl Store {
             source,
         })?;
         let path = dir.join("faceprobe.db");
-        check_file(&path)?;
         let open_err = |source: rusqlite::Error| match damage(&source) {
             Some(why) => StoreError::Damaged {
                 path: path.clone(),
@@ -91,6 +90,8 @@ impl Store {
             true,
         )
         .map_err(open_err)?;
+        // A damaged file is found by reading its header, before anything is written to it.
+        read_header(&conn).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -137,13 +138,19 @@ impl Store {
     /// Opens a copy of a database (a backup) to read it, never changing it: not migrated, so
     /// it must be of this faceprobe's schema. `dir()` is the folder holding it.
     pub fn open_copy(file: &Path) -> Result<Store, StoreError> {
-        check_file(file)?;
-        let open_err = |source| StoreError::Open {
-            path: file.to_path_buf(),
-            source,
+        let open_err = |source: rusqlite::Error| match damage(&source) {
+            Some(why) => StoreError::Damaged {
+                path: file.to_path_buf(),
+                why,
+            },
+            None => StoreError::Open {
+                path: file.to_path_buf(),
+                source,
+            },
         };
         let conn = Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(open_err)?;
+        read_header(&conn).map_err(open_err)?;
         let found: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(open_err)?;
@@ -229,52 +236,13 @@ impl Store {
     }
 }
 
-/// Finds a damaged database file before SQLite opens it (and, for a file cut short, before
-/// anything is written to it): one that is not SQLite's, or one shorter than its own header
-/// says. A file with a write-ahead log beside it is left to SQLite's recovery.
-fn check_file(path: &Path) -> Result<(), StoreError> {
-    use std::io::Read;
-    let damaged = |why: String| StoreError::Damaged {
-        path: path.to_path_buf(),
-        why,
-    };
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return Ok(()); // none yet: made at open
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len == 0 {
-        return Ok(());
-    }
-    let mut head = [0u8; 100];
-    if len < 100 || file.read_exact(&mut head).is_err() {
-        return Err(damaged(format!(
-            "is not a database: {len} bytes, shorter than SQLite's header"
-        )));
-    }
-    if &head[..16] != b"SQLite format 3\0" {
-        return Err(damaged(
-            "is not a database: it does not begin with SQLite's header".into(),
-        ));
-    }
-    let be16 = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
-    let be32 = |at: usize| u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-    let page = match be16(16) {
-        1 => 65_536,
-        n => u64::from(n),
-    };
-    // The header's page count is valid when its "valid for" counter is the change counter.
-    let pages = u64::from(be32(28));
-    let valid = be32(92) == be32(24);
-    let wal = path.with_extension("db-wal");
-    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-    if valid && wal_len == 0 && len < pages * page {
-        return Err(damaged(format!(
-            "is cut off: its header counts {pages} pages of {page} bytes ({} bytes), the file \
-             holds {len}",
-            pages * page
-        )));
-    }
-    Ok(())
+/// Reads the database header and the schema's first page through SQLite, writing nothing:
+/// a file that is not SQLite's fails with "not a database", one shorter than its header says
+/// with "malformed" (SQLite compares the two). Never through a file handle of our own: closing
+/// one would drop the locks SQLite's other connections in this process hold on the file
+/// (POSIX locks belong to the process), and let a writer and a checkpoint overlap.
+fn read_header(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
 }
 
 /// Why an SQLite error means the file is damaged, if it does.

@@ -666,3 +666,36 @@ pub fn get_from(
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     })
 }
+
+/// The tokens among `tokens` (canaries a client received whole) that have no canary fetch in
+/// the store: evidence lost. Read after the server stopped (its queue flushed).
+pub fn canaries_not_stored<'a>(
+    env: &Env,
+    tokens: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
+    let db = env.db();
+    let mut query = db
+        .prepare("SELECT count(*) FROM events WHERE token = ?1 AND kind = 'canary'")
+        .unwrap();
+    tokens
+        .into_iter()
+        .filter(|t| {
+            query
+                .query_row([token_bytes(t)], |r| r.get::<_, i64>(0))
+                .unwrap()
+                == 0
+        })
+        .cloned()
+        .collect()
+}
+
+/// `faceprobe db check` on the store, which must pass; `after` says what happened to it.
+pub fn assert_db_check(env: &Env, after: &str) {
+    let check = env.run(&["db", "check"]);
+    assert!(
+        check.status.success(),
+        "db check after {after}: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

@@ -240,11 +240,11 @@ fn two_hundred_kill_9_at_random_moments_lose_no_acknowledged_canary() {
         .iter()
         .filter(|t| **t > Duration::from_secs(2))
         .count();
-    eprintln!(
+    common::figure(&format!(
         "kills survived: {kills}; requests: {requests}; canaries acknowledged: {}; lost: {lost}; \
          serving again after start: median {median:.2?}, worst {worst:.2?}, over 2 s: {over_2s}",
         received.len()
-    );
+    ));
     assert_eq!(lost, 0, "acknowledged canaries with no fetch in the store");
     assert!(
         received.len() >= kills / 4,

@@ -155,10 +155,10 @@ fn a_full_disk_refuses_canaries_keeps_serving_pages_and_recovers() {
         200,
         "healthz while the disk is full"
     );
-    eprintln!(
+    common::figure(&format!(
         "disk full: {pages} pages served, {} canaries served before the writes failed, {refused} refused with 503, {write_errors} write errors",
         served.len()
-    );
+    ));
 
     // Space returns: canaries are served and recorded again, without a restart.
     std::fs::remove_file(&filler).unwrap();

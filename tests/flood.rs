@@ -296,7 +296,7 @@ fn a_flood_from_65000_addresses_loses_nothing_and_stays_within_bounds() {
         tally.robots_ok.load(Relaxed),
         tally.canaries_ok.load(Relaxed),
     );
-    eprintln!(
+    common::figure(&format!(
         "flood: {requests} requests from {addresses} addresses in {elapsed:.1?} ({:.0}/s); \
          {} answers not 200, {} connection failures; server memory: {} MB at start, peak {peak_mb} MB \
          (sampled {sampled_mb} MB; bound {MEMORY_BOUND_MB} MB); log lines: {log_lines} (budget {budget}); \
@@ -309,7 +309,7 @@ fn a_flood_from_65000_addresses_loses_nothing_and_stays_within_bounds() {
         started_rss / 1024,
         (robots_ok.saturating_sub(robots_stored)) + canaries_ok.saturating_sub(canaries_stored),
         health_failed.len(),
-    );
+    ));
     assert!(errors.is_empty(), "visitors failed: {errors:?}");
     assert_eq!(tally.other.load(Relaxed), 0, "answers other than 200");
     assert!(

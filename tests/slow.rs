@@ -237,14 +237,14 @@ fn slow_attacks_are_cut_off_while_a_probe_gets_every_answer() {
             }
             std::thread::sleep(Duration::from_millis(200));
         };
-        eprintln!(
+        common::figure(&format!(
             "{name}: slowhttptest saw {closed} connections closed; faceprobe refused {refused} at \
              accept (per address), cut {cut} for the send timeout; probe: {} asked, {} failed, \
              slowest {:.0?}; connections open after: {open}",
             probe.asked,
             probe.failed.len(),
             probe.slowest
-        );
+        ));
         if !probe.failed.is_empty() {
             failures.push(format!("{name}: the probe failed: {:?}", probe.failed));
         }

@@ -699,3 +699,18 @@ pub fn assert_db_check(env: &Env, after: &str) {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+/// Prints a test's figure line and adds it to `target/tmp/figures.txt`, which `scripts/test`
+/// shows at the end of the run (cargo test keeps a passing test's output to itself).
+pub fn figure(line: &str) {
+    use std::io::Write;
+    eprintln!("{line}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("figures.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}

@@ -72,16 +72,7 @@ impl Store {
             source,
         })?;
         let path = dir.join("faceprobe.db");
-        let open_err = |source: rusqlite::Error| match damage(&source) {
-            Some(why) => StoreError::Damaged {
-                path: path.clone(),
-                why,
-            },
-            None => StoreError::Open {
-                path: path.clone(),
-                source,
-            },
-        };
+        let open_err = |source| open_error(&path, source);
         let mut conn = Connection::open(&path).map_err(open_err)?;
         // Until the file is known to be sound, closing must not write to it (SQLite copies the
         // write-ahead log into the database when its last connection closes).
@@ -138,16 +129,7 @@ impl Store {
     /// Opens a copy of a database (a backup) to read it, never changing it: not migrated, so
     /// it must be of this faceprobe's schema. `dir()` is the folder holding it.
     pub fn open_copy(file: &Path) -> Result<Store, StoreError> {
-        let open_err = |source: rusqlite::Error| match damage(&source) {
-            Some(why) => StoreError::Damaged {
-                path: file.to_path_buf(),
-                why,
-            },
-            None => StoreError::Open {
-                path: file.to_path_buf(),
-                source,
-            },
-        };
+        let open_err = |source| open_error(file, source);
         let conn = Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(open_err)?;
         read_header(&conn).map_err(open_err)?;
@@ -243,6 +225,20 @@ impl Store {
 /// (POSIX locks belong to the process), and let a writer and a checkpoint overlap.
 fn read_header(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+}
+
+/// An error opening the database at `path`: `Damaged` when SQLite says the file is.
+fn open_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    match damage(&source) {
+        Some(why) => StoreError::Damaged {
+            path: path.to_path_buf(),
+            why,
+        },
+        None => StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
 }
 
 /// Why an SQLite error means the file is damaged, if it does.

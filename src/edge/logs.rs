@@ -10,24 +10,11 @@ use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
-/// What a client sent, fit for a log line: every control character (C0, DEL, C1 such as the
-/// terminal's CSI U+009B or NEL U+0085), line and paragraph separator, and bidirectional
-/// override written as `\u{..}`, so that one record stays one line and a terminal showing the
-/// log runs no escape sequence a client chose.
+/// What a client sent, fit for a log line: the recorder's `visible` form (controls, line
+/// separators, bidirectional and invisible characters as `\u{..}`), so that one record stays
+/// one line and a terminal showing the log runs no escape sequence a client chose.
 pub fn escaped(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let hidden = c.is_control()
-            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
-            || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c);
-        if hidden {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::record::event::visible(s)
 }
 
 /// Prefixes tracked by the per-client limiter at most; beyond it only the global limit applies.

@@ -135,6 +135,35 @@ pub fn bounded(s: &str) -> String {
     s[..end].to_string()
 }
 
+/// A client string (agent, path, address) as inert visible text: control characters, line and
+/// paragraph separators, and the bidirectional controls that could reorder what a reader sees
+/// are written as `\u{…}`, so what is printed is what was sent, character for character, on
+/// one line, and nothing is hidden.
+pub fn visible(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || is_separator(c) || is_bidi_control(c) || is_invisible(c) {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR: a line break in a renderer.
+fn is_separator(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{00ad}')
+}
+
 /// The commitment to a client address: SHA-256 over a domain tag, the address as text and a
 /// 16-byte nonce. Opening it needs the address and the nonce, which the purge removes.
 pub fn ip_commitment(ip: &str, nonce: &[u8]) -> [u8; 32] {

@@ -1,7 +1,6 @@
 //! Formatting shared by the PDF and the HTML: dates, numbers and client strings shown as inert,
 //! visible text. It never decides what a report says, only how a value is written.
 
-use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::Lang;
@@ -150,34 +149,7 @@ pub(crate) fn span(lang: Lang, ms: i64) -> String {
     }
 }
 
-/// A client string (agent, path, address) as inert visible text: control characters, line and
-/// paragraph separators, and the bidirectional controls that could reorder what a reader sees
-/// are written as `\u{…}`, so what is printed is what was sent, character for character, on
-/// one line, and nothing is hidden.
-pub fn visible(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() || is_separator(c) || is_bidi_control(c) || is_invisible(c) {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR: a line break in a renderer.
-fn is_separator(c: char) -> bool {
-    matches!(c, '\u{2028}' | '\u{2029}')
-}
-
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{00ad}')
-}
+pub use crate::record::event::visible;
 
 /// `visible`, cut to `max` characters with an ellipsis and the full length said, for places
 /// where the whole string would drown the page (a 4 KB agent in a summary sentence).

@@ -10,6 +10,7 @@ pub mod config;
 pub mod detect;
 pub mod edge;
 pub mod evidence;
+pub mod fleet;
 pub mod logging;
 pub mod metrics;
 pub mod record;

@@ -55,6 +55,13 @@ pub struct Metrics {
     pub alerts_sent: AtomicU64,
     pub alerts_failed: AtomicU64,
     pub alerts_dropped: AtomicU64,
+    /// 1 while the fleet store takes what is shipped, 0 while it is away, -1 with no fleet.
+    pub fleet_up: AtomicI64,
+    pub fleet_events_shipped: AtomicU64,
+    pub fleet_rows_shipped: AtomicU64,
+    pub fleet_errors: AtomicU64,
+    /// Events committed locally and not yet shipped.
+    pub fleet_backlog: AtomicI64,
 }
 
 impl Metrics {
@@ -181,6 +188,21 @@ impl Metrics {
             self.alerts_failed.load(Relaxed),
         );
         counter(
+            "faceprobe_fleet_events_shipped_total",
+            "Events shipped to the fleet store.",
+            self.fleet_events_shipped.load(Relaxed),
+        );
+        counter(
+            "faceprobe_fleet_rows_shipped_total",
+            "Rows of every kind (events, tokens, robots.txt, flags, reviews, checkpoints) shipped to the fleet store.",
+            self.fleet_rows_shipped.load(Relaxed),
+        );
+        counter(
+            "faceprobe_fleet_errors_total",
+            "Shipping rounds that failed (PostgreSQL away or refusing); each is retried.",
+            self.fleet_errors.load(Relaxed),
+        );
+        counter(
             "faceprobe_alerts_dropped_total",
             "Alerts dropped because the alert queue was full.",
             self.alerts_dropped.load(Relaxed),
@@ -234,6 +256,16 @@ impl Metrics {
             "faceprobe_queue_capacity",
             "Events the recorder queue holds at most (record.queue_capacity).",
             self.queue_capacity.load(Relaxed) as i64,
+        );
+        gauge(
+            "faceprobe_fleet_up",
+            "1 while the fleet store (PostgreSQL) takes what is shipped, 0 while it is away, -1 with no fleet store.",
+            self.fleet_up.load(Relaxed),
+        );
+        gauge(
+            "faceprobe_fleet_backlog_events",
+            "Events committed locally and not yet shipped to the fleet store.",
+            self.fleet_backlog.load(Relaxed),
         );
         gauge(
             "faceprobe_detect_clients",

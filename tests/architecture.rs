@@ -24,6 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "evidence",
         &["record", "canary", "detect", "store", "config"],
     ),
+    ("fleet", &["record", "canary", "store", "config", "metrics"]),
     (
         "review",
         &["evidence", "canary", "detect", "store", "config", "metrics"],
@@ -31,8 +32,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cmd",
         &[
-            "canary", "config", "detect", "edge", "evidence", "logging", "metrics", "record",
-            "review", "store",
+            "canary", "config", "detect", "edge", "evidence", "fleet", "logging", "metrics",
+            "record", "review", "store",
         ],
     ),
     ("main", &["cmd", "config", "logging"]),

@@ -146,9 +146,10 @@ fn included_token(page: &str) -> String {
         "the include is not replaced by the canary block:\n{page}"
     );
     assert_eq!(block.matches("/_fp/c/").count(), 1, "{block}");
-    let token: String = block[CANARY_START.len()..].chars().take(30).collect();
+    // A sealed token: 64 characters.
+    let token: String = block[CANARY_START.len()..].chars().take(64).collect();
     assert!(
-        block[CANARY_START.len() + 30..].starts_with(".jpg\""),
+        block[CANARY_START.len() + 64..].starts_with(".jpg\""),
         "{block}"
     );
     token

@@ -405,9 +405,10 @@ fn planted_token(page: &str, original: &str) -> String {
         "one canary image expected in:\n{page}"
     );
     let start = page.find(CANARY_START).unwrap();
+    // A sealed token: 64 characters.
     let token: String = page[start + CANARY_START.len()..]
         .chars()
-        .take(30)
+        .take(64)
         .collect();
     assert!(
         token
@@ -415,7 +416,7 @@ fn planted_token(page: &str, original: &str) -> String {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "token {token:?} is not base64url"
     );
-    let rest = &page[start + CANARY_START.len() + 30..];
+    let rest = &page[start + CANARY_START.len() + 64..];
     assert!(
         rest.starts_with(".jpg\""),
         "the image URL is /_fp/c/{{TOKEN}}.jpg: {rest}"

@@ -17,6 +17,7 @@ pub mod matcher;
 pub mod mint;
 mod palette;
 pub mod render;
+pub mod seal;
 mod texture;
 pub mod variant;
 

@@ -15,6 +15,10 @@ pub struct Args {
     /// One JSON object per line (each with the `key` other commands take).
     #[arg(long)]
     pub json: bool,
+    /// The actors the fleet detector flagged across every instance and site shipping to the
+    /// fleet store ([fleet] postgres), instead of this instance's clients.
+    #[arg(long)]
+    pub fleet: bool,
     #[command(subcommand)]
     pub action: Option<Action>,
 }
@@ -35,6 +39,9 @@ pub enum Action {
 }
 
 pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
+    if args.fleet && args.action.is_none() {
+        return super::fleet::clients(config, args.json);
+    }
     let dir = &config.store.data_dir;
     let store =
         Store::open(dir).with_context(|| format!("opening the store in {}", dir.display()))?;

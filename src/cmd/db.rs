@@ -13,6 +13,10 @@ pub struct CheckArgs {
     /// A copy of the database to check (a backup) instead of the data directory's.
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// Check the hash chain of every instance as shipped to the fleet store ([fleet] postgres)
+    /// instead of the local database.
+    #[arg(long, conflicts_with = "file")]
+    pub fleet: bool,
 }
 
 #[derive(clap::Args)]
@@ -59,6 +63,9 @@ pub fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn check(config: &Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if args.fleet {
+        return super::fleet::check(config);
+    }
     let store = match &args.file {
         Some(file) => Store::open_copy(file)
             .with_context(|| format!("opening the copy {}", file.display()))?,

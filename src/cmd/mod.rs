@@ -4,6 +4,7 @@ pub mod clients;
 pub mod config;
 pub mod db;
 pub mod evidence;
+pub mod fleet;
 pub mod key;
 pub mod matching;
 pub mod render;

@@ -73,19 +73,26 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         ))
     });
     let key = SigningKey::load_or_create(&data_dir, config.evidence.signing_key.as_deref())?;
+    let key_line = key.public_line();
     let checkpoints = Checkpointer::start(
         &data_dir,
         Arc::new(key),
         &config.evidence.site,
         Duration::from_secs(config.evidence.checkpoint_minutes * 60),
     )?;
+    let metrics = Arc::new(faceprobe::metrics::Metrics::default());
+    let shipper = start_shipper(&config, &key_line, &metrics)?;
     runtime.block_on(async {
         // Registered before anything is served: a SIGTERM that comes early must still be a
         // graceful shutdown, not the default action (kill).
         let shutdown = shutdown_signal().context("installing the SIGTERM/SIGINT handlers")?;
-        faceprobe::edge::serve(config, shutdown, Some(dashboard)).await?;
+        faceprobe::edge::serve(config, shutdown, Some(dashboard), metrics).await?;
         anyhow::Ok(())
     })?;
+    // The recorder has flushed: what it committed last is shipped before the process ends.
+    if let Some(shipper) = shipper {
+        shipper.finish(Duration::from_secs(5));
+    }
     // The recorder has flushed: the last events are in the chain this checkpoint signs.
     match checkpoints.finish() {
         Ok(Some(c)) => tracing::info!(event = c.event_id, seq = c.seq, "chain head signed"),
@@ -97,6 +104,31 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         tracing::warn!(error = %e, "could not fold the write-ahead log into the database at shutdown");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ships the local record to the fleet store when one is configured (`[fleet]`); the
+/// shipper has a thread of its own and never holds up serving.
+fn start_shipper(
+    config: &Config,
+    public_key: &str,
+    metrics: &Arc<faceprobe::metrics::Metrics>,
+) -> anyhow::Result<Option<faceprobe::fleet::ship::Shipper>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(url) = faceprobe::fleet::url(config) else {
+        metrics.fleet_up.store(-1, Relaxed);
+        return Ok(None);
+    };
+    let mut instance = faceprobe::fleet::ship::Instance::of(config);
+    instance.public_key = Some(public_key.to_string());
+    tracing::info!(
+        instance = %instance.name,
+        site = %instance.site,
+        postgres = %faceprobe::config::fleet::mask_password(&url),
+        "shipping the record to the fleet store"
+    );
+    let shipper = faceprobe::fleet::ship::Shipper::start(config, url, instance, metrics.clone())
+        .context("starting the fleet shipper thread")?;
+    Ok(Some(shipper))
 }
 
 /// Installs the handlers now; the future completes on the first SIGTERM or SIGINT.

@@ -9,11 +9,13 @@
 
 pub mod alert;
 pub mod detect;
+pub mod fleet;
 mod read;
 pub mod serve;
 
 pub use alert::{AlertConfig, WebhookUrl};
 pub use detect::{DetectConfig, Level};
+pub use fleet::FleetConfig;
 pub use serve::{Mode, Scheduling, ServeConfig, UpstreamUrl};
 
 use read::{keyword, section, Reader, Section, Writer};
@@ -120,6 +122,7 @@ pub struct Config {
     pub alert: AlertConfig,
     pub evidence: EvidenceConfig,
     pub review: ReviewConfig,
+    pub fleet: FleetConfig,
 }
 
 section!(Config {} tables {
@@ -133,6 +136,7 @@ section!(Config {} tables {
     alert => "alert",
     evidence => "evidence",
     review => "review",
+    fleet => "fleet",
 });
 
 #[derive(Debug, Clone, PartialEq)]
@@ -477,6 +481,7 @@ impl Config {
     fn check(&self, p: &mut Vec<Problem>) {
         self.detect.check(p);
         self.alert.check(p);
+        self.fleet.check(p);
         let c = &self.canary;
         require(
             p,
@@ -631,6 +636,7 @@ impl Config {
         if !masked.review.token.is_empty() {
             masked.review.token = "***".to_string();
         }
+        masked.fleet.postgres = self.fleet.masked_url();
         let mut w = Writer::default();
         masked.write(&mut w);
         w.finish()

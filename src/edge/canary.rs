@@ -12,6 +12,7 @@ use super::bounded::Bounded;
 use crate::canary::hash::{Frame, Hashes, Scheme};
 use crate::canary::mint::{pool_identity, POOL_COUNTER};
 use crate::canary::render::{render_seeds, RENDERER_VERSION};
+use crate::canary::seal::{self, Sealed, Sealer};
 use crate::canary::{marks, Token};
 use crate::config::CanaryConfig;
 use crate::metrics::Metrics;
@@ -45,7 +46,9 @@ pub struct Canaries {
     scheme: Scheme,
     scheme_id: i64,
     pool_next: AtomicU64,
-    identities: Mutex<Bounded<String, Vec<u64>>>,
+    /// The pool slots and identity seeds of each client seen lately.
+    identities: Mutex<Bounded<String, Vec<(u64, u64)>>>,
+    sealer: Sealer,
     mints: Mutex<Bounded<Token, Mint>>,
     cache: Arc<Mutex<Bounded<Token, Arc<Rendered>>>>,
     ahead_limit: DefaultDirectRateLimiter,
@@ -59,6 +62,7 @@ impl Canaries {
     pub fn new(
         data_dir: &Path,
         secret: [u8; 32],
+        sealer: Sealer,
         config: CanaryConfig,
         jpeg_quality: u8,
         recorder: Recorder,
@@ -99,6 +103,7 @@ impl Canaries {
             scheme_id,
             pool_next: AtomicU64::new(pool_next),
             identities: Mutex::new(Bounded::new(CLIENTS_IN_MEMORY)),
+            sealer,
             mints: Mutex::new(Bounded::new(MINTS_IN_MEMORY)),
             cache,
             ahead_limit: RateLimiter::direct(Quota::per_second(rate)),
@@ -112,16 +117,16 @@ impl Canaries {
         })
     }
 
-    /// The identities a client is shown; a client seen for the first time gets the next
-    /// slots of the pool.
-    fn identities_for(&self, client_key: &str) -> Vec<u64> {
+    /// The identities a client is shown (pool slot, identity seed); a client seen for the
+    /// first time gets the next slots of the pool.
+    fn identities_for(&self, client_key: &str) -> Vec<(u64, u64)> {
         let key = client_key.to_string();
         if let Some(ids) = lock(&self.identities).get(&key) {
             return ids.clone();
         }
         // Seen before a restart (or evicted from memory): the same identities again. One
         // indexed read, once per client per process.
-        if let Ok(known) = tokens::client_identities(&lock(&self.db), &key) {
+        if let Ok(known) = tokens::client_pool(&lock(&self.db), &key) {
             if !known.is_empty() {
                 lock(&self.identities).insert(key, known.clone());
                 return known;
@@ -135,31 +140,54 @@ impl Canaries {
                 (slot, pool_identity(&self.secret, slot))
             })
             .collect();
-        let seeds: Vec<u64> = assigned.iter().map(|a| a.1).collect();
-        lock(&self.identities).insert(key.clone(), seeds.clone());
+        lock(&self.identities).insert(key.clone(), assigned.clone());
         self.recorder.try_send(Record::Identities {
             client_key: key,
-            assigned,
+            assigned: assigned.clone(),
             pool_next: first + n,
             ts_ms: now_ms(),
         });
-        seeds
+        assigned
     }
 
-    /// Mints a token for a page view (or a gallery page, with its parent).
+    /// Mints a token for a page view (or a gallery page, with its parent). Sealed (any
+    /// replica of the deployment serves it) unless what it must carry does not fit: a client
+    /// key not made by the edge, a pool slot past 32 bits, a gallery deeper than 255.
     pub fn mint(&self, client_key: &str, parent: Option<&Mint>) -> Mint {
         let ids = self.identities_for(client_key);
         let mut rng = rand::rng();
+        let (slot, identity_seed) = ids[rng.random_range(0..ids.len())];
+        let depth = parent.map(|p| p.depth + 1).unwrap_or(0);
+        let created_ms = now_ms();
+        let mut variant_seed: u64 = rng.random();
+        let sealed = match (
+            seal::client_bytes(client_key),
+            u32::try_from(slot),
+            u8::try_from(depth),
+        ) {
+            (Some(client), Ok(pool_slot), Ok(depth)) => {
+                variant_seed &= (1 << 48) - 1;
+                Some(self.sealer.seal(&Sealed {
+                    created_ms,
+                    variant_seed,
+                    pool_slot,
+                    client,
+                    replica: self.sealer.replica(),
+                    depth,
+                }))
+            }
+            _ => None,
+        };
         let mint = Mint {
-            token: Token::random(),
-            identity_seed: ids[rng.random_range(0..ids.len())],
-            variant_seed: rng.random(),
+            token: sealed.unwrap_or_else(|| Token::minted_at(created_ms)),
+            identity_seed,
+            variant_seed,
             size: self.config.size,
             renderer: RENDERER_VERSION,
-            created_ms: now_ms(),
+            created_ms,
             client_key: client_key.to_string(),
             parent: parent.map(|p| p.token),
-            depth: parent.map(|p| p.depth + 1).unwrap_or(0),
+            depth,
         };
         lock(&self.mints).insert(mint.token, mint.clone());
         if self.ahead_limit.check().is_ok() {
@@ -168,10 +196,16 @@ impl Canaries {
         mint
     }
 
-    /// A token minted here: from memory, else from SQLite (blocking; call off the runtime).
+    /// A token of this deployment: from memory, opened when sealed (minted by any replica),
+    /// else from SQLite (blocking; call off the runtime). `None` for a token this deployment
+    /// never issued, such as a sealed token that does not open (altered, made up, another
+    /// deployment's).
     pub fn lookup_blocking(&self, token: &Token) -> Result<Option<Mint>, StoreError> {
         if let Some(m) = lock(&self.mints).get(token) {
             return Ok(Some(m.clone()));
+        }
+        if seal::is_sealed(token) {
+            return Ok(self.sealer.open(token).map(|s| self.unsealed(*token, &s)));
         }
         let row = tokens::by_token(&lock(&self.db), token)?;
         Ok(row.map(|r| Mint {
@@ -185,6 +219,22 @@ impl Canaries {
             parent: r.parent_token,
             depth: r.depth,
         }))
+    }
+
+    /// The mint a sealed token carries. Its parent gallery is not carried: the minting
+    /// replica's record has it.
+    fn unsealed(&self, token: Token, s: &Sealed) -> Mint {
+        Mint {
+            token,
+            identity_seed: pool_identity(&self.secret, u64::from(s.pool_slot)),
+            variant_seed: s.variant_seed,
+            size: self.config.size,
+            renderer: seal::FORMAT_RENDERER,
+            created_ms: s.created_ms,
+            client_key: s.client_key(),
+            parent: None,
+            depth: u32::from(s.depth),
+        }
     }
 
     /// The canary as served: rendered ahead, or now (blocking; call off the runtime).
@@ -285,6 +335,7 @@ mod tests {
         let c = Canaries::new(
             dir,
             [5; 32],
+            Sealer::new(&[5; 32], 1),
             CanaryConfig::default(),
             90,
             rec.clone(),
@@ -299,6 +350,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (c, rec, writer) = canaries(dir.path());
         let first: Vec<u64> = (0..20).map(|_| c.mint("c:a", None).identity_seed).collect();
+        assert!(
+            !seal::is_sealed(&c.mint("c:a", None).token),
+            "c:a cannot be sealed"
+        );
         let b = c.mint("c:b", None).identity_seed;
         assert!(
             !first.contains(&b),

@@ -129,16 +129,21 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
     admin: Option<AdminService>,
+    metrics: Arc<Metrics>,
 ) -> Result<(), ServeError> {
     let mode = config.effective_mode();
     let data_dir = config.store.data_dir.clone();
     let (secret, signing) = open_store(&config)?;
-    let metrics = Arc::new(Metrics::default());
     let (recorder, _writer) = start_recorder(&config, mode, secret, &metrics).await?;
     let detector = start_detector(&config, secret, &metrics, &recorder)?;
+    let sealer = crate::canary::seal::Sealer::new(
+        &secret,
+        crate::canary::seal::Sealer::replica_of(&config.fleet.instance_name()),
+    );
     let canaries = Canaries::new(
         &data_dir,
         secret,
+        sealer,
         config.canary.clone(),
         config.canary.jpeg_quality,
         recorder.clone(),

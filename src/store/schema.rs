@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 const MIGRATIONS: &[&str] = &[
     // 1: tokens, their hashes and identities; request events (filled by the edge).
@@ -326,6 +326,40 @@ const MIGRATIONS: &[&str] = &[
         (SELECT min(id) FROM events WHERE chain IS NOT NULL),
         (SELECT max(id) + 1 FROM events),
         1) AS TEXT);
+    "#,
+    // 11: sealed tokens (48 bytes: seeds and origin encrypted under the deployment secret, so
+    // that any replica serves them) beside those of 22 and 16 bytes. The CHECK is rebuilt as in
+    // version 5, rows and ids unchanged, with the index of version 7.
+    r#"
+    CREATE TABLE tokens_v11 (
+        id            INTEGER PRIMARY KEY,
+        token         BLOB NOT NULL UNIQUE
+                      CHECK (length(token) = 48 OR length(token) = 22 OR length(token) = 16),
+        identity_seed INTEGER NOT NULL,
+        variant_seed  INTEGER NOT NULL,
+        size          INTEGER NOT NULL,
+        renderer      INTEGER NOT NULL,
+        created_ms    INTEGER NOT NULL,
+        client_key    TEXT NOT NULL,
+        minted_by     TEXT NOT NULL,
+        minting_event INTEGER,
+        hash_scheme   INTEGER REFERENCES hash_schemes (id),
+        phash         INTEGER,
+        dhash         INTEGER,
+        center_phash  INTEGER,
+        parent_token  BLOB,
+        depth         INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO tokens_v11 (id, token, identity_seed, variant_seed, size, renderer, created_ms,
+        client_key, minted_by, minting_event, hash_scheme, phash, dhash, center_phash,
+        parent_token, depth)
+    SELECT id, token, identity_seed, variant_seed, size, renderer, created_ms,
+        client_key, minted_by, minting_event, hash_scheme, phash, dhash, center_phash,
+        parent_token, depth
+    FROM tokens;
+    DROP TABLE tokens;
+    ALTER TABLE tokens_v11 RENAME TO tokens;
+    CREATE INDEX tokens_edge_created ON tokens (created_ms) WHERE minted_by = 'edge';
     "#,
 ];
 

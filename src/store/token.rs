@@ -8,7 +8,9 @@
 //! time tells a client nothing it did not know: when it fetched the page.
 //!
 //! Written URL-safe (base64url, no padding): 30 characters. Tokens of earlier versions, the
-//! 128 random bits alone (22 characters), are still read.
+//! 128 random bits alone (22 characters), are still read. The edge mints sealed tokens
+//! (`canary::seal`, 48 bytes, 64 characters): their seeds and origin encrypted under the
+//! deployment secret, so that any replica serves them without a lookup.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -17,19 +19,21 @@ use std::str::FromStr;
 
 /// Bytes of a token: 6 of time, 16 random.
 pub const TOKEN_BYTES: usize = 22;
+/// Bytes of a sealed token (`canary::seal`).
+pub const SEALED_TOKEN_BYTES: usize = 48;
 /// Bytes of a token minted before tokens had a time part.
 pub const OLD_TOKEN_BYTES: usize = 16;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Token {
-    bytes: [u8; TOKEN_BYTES],
+    bytes: [u8; SEALED_TOKEN_BYTES],
     len: u8,
 }
 
 /// A string that is not a token.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "not a faceprobe token: {0:?} (expected 30 characters of base64url, or 22 for an older token)"
+    "not a faceprobe token: {0:?} (expected 64 or 30 characters of base64url, or 22 for an older token)"
 )]
 pub struct BadToken(pub String);
 
@@ -41,22 +45,22 @@ impl Token {
 
     /// A fresh token with a given mint time (milliseconds since the epoch).
     pub fn minted_at(ms: i64) -> Token {
-        let mut bytes = [0u8; TOKEN_BYTES];
+        let mut bytes = [0u8; SEALED_TOKEN_BYTES];
         bytes[..6].copy_from_slice(&(ms.max(0) as u64).to_be_bytes()[2..]);
-        rand::fill(&mut bytes[6..]);
+        rand::fill(&mut bytes[6..TOKEN_BYTES]);
         Token {
             bytes,
             len: TOKEN_BYTES as u8,
         }
     }
 
-    /// The token stored as `bytes` (22 bytes, or 16 for an older token).
+    /// The token stored as `bytes` (48 bytes sealed, 22, or 16 for an older token).
     pub fn from_bytes(bytes: &[u8]) -> Option<Token> {
-        if bytes.len() != TOKEN_BYTES && bytes.len() != OLD_TOKEN_BYTES {
+        if ![SEALED_TOKEN_BYTES, TOKEN_BYTES, OLD_TOKEN_BYTES].contains(&bytes.len()) {
             return None;
         }
         let mut t = Token {
-            bytes: [0u8; TOKEN_BYTES],
+            bytes: [0u8; SEALED_TOKEN_BYTES],
             len: bytes.len() as u8,
         };
         t.bytes[..bytes.len()].copy_from_slice(bytes);
@@ -71,7 +75,7 @@ impl Token {
 
 impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 32];
+        let mut buf = [0u8; 64];
         let n = URL_SAFE_NO_PAD
             .encode_slice(self.as_bytes(), &mut buf)
             .map_err(|_| fmt::Error)?;
@@ -88,11 +92,11 @@ impl fmt::Debug for Token {
 impl FromStr for Token {
     type Err = BadToken;
     fn from_str(s: &str) -> Result<Token, BadToken> {
-        // 30 characters hold 22 bytes, 22 characters 16.
-        if s.len() != 30 && s.len() != 22 {
+        // 64 characters hold 48 bytes, 30 characters 22, 22 characters 16.
+        if ![64, 30, 22].contains(&s.len()) {
             return Err(BadToken(s.to_string()));
         }
-        let mut buf = [0u8; TOKEN_BYTES];
+        let mut buf = [0u8; SEALED_TOKEN_BYTES];
         let n = URL_SAFE_NO_PAD
             .decode_slice(s, &mut buf)
             .map_err(|_| BadToken(s.to_string()))?;
@@ -154,5 +158,10 @@ mod tests {
         assert!("++++++++++++++++++++++".parse::<Token>().is_err());
         assert!("A".repeat(26).parse::<Token>().is_err());
         assert!(Token::from_bytes(&[0u8; 17]).is_none());
+        assert!(Token::from_bytes(&[0u8; 49]).is_none());
+        assert!("A".repeat(63).parse::<Token>().is_err());
+        let sealed = Token::from_bytes(&[9u8; 48]).unwrap();
+        assert_eq!(sealed.to_string().len(), 64);
+        assert_eq!(sealed.to_string().parse::<Token>().unwrap(), sealed);
     }
 }

@@ -256,6 +256,18 @@ pub fn client_identities(conn: &Connection, client_key: &str) -> Result<Vec<u64>
         .collect::<Result<_, _>>()?)
 }
 
+/// The pool slots and identity seeds assigned to a client, by slot.
+pub fn client_pool(conn: &Connection, client_key: &str) -> Result<Vec<(u64, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT pool_slot, identity_seed FROM client_identities WHERE client_key = ?1
+         ORDER BY pool_slot",
+    )?;
+    let rows = stmt.query_map([client_key], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub fn assign_identity(
     conn: &Connection,
     client_key: &str,

@@ -356,20 +356,20 @@ pub fn same_origin(page: &str, link: &str) -> Option<String> {
 pub fn canary_token(url: &str) -> Option<String> {
     let rest = &url[url.find("/_fp/c/")? + "/_fp/c/".len()..];
     let token = rest.split(['?', '#']).next()?.strip_suffix(".jpg")?;
-    (token.len() == 30).then(|| token.to_string())
+    // Sealed tokens (64 characters) from the edge; 30 for those `canary render` mints.
+    (token.len() == 64 || token.len() == 30).then(|| token.to_string())
 }
 
-/// The 22 raw bytes a base64url token stands for (as stored in `events.token`): the mint
-/// time (6) and 128 random bits.
+/// The raw bytes a base64url token stands for (as stored in `events.token`): 48 for a sealed
+/// token of the edge, 22 (mint time and 128 random bits) for one `canary render` minted.
 pub fn token_bytes(token: &str) -> Vec<u8> {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .unwrap_or_else(|e| panic!("token {token:?} is not base64url: {e}"));
-    assert_eq!(
-        bytes.len(),
-        22,
-        "token {token:?} is not 6 bytes of time and 128 random bits"
+    assert!(
+        bytes.len() == 48 || bytes.len() == 22,
+        "token {token:?} is neither sealed (48 bytes) nor 6 bytes of time and 128 random bits"
     );
     bytes
 }

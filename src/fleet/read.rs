@@ -1,0 +1,212 @@
+//! Reading the central store: the fleet's flags, each instance's shipping, and each
+//! instance's hash chain recomputed from what it shipped.
+
+use super::FleetError;
+use crate::record::event::{chain_next, Chained};
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+
+/// An actor the fleet detector flagged.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetFlag {
+    pub actor: String,
+    pub level: String,
+    pub score: f64,
+    pub reasons: String,
+    pub instances: Vec<String>,
+    pub sites: Vec<String>,
+    pub client_keys: Vec<String>,
+    pub requests: i64,
+    pub canaries: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+/// Every actor flagged, highest score first.
+pub async fn flags(client: &impl GenericClient, url: &str) -> Result<Vec<FleetFlag>, FleetError> {
+    let rows = client
+        .query(
+            "SELECT actor, level, score, reasons, instances, sites, client_keys, requests,
+                 canaries, first_ms, last_ms
+             FROM fleet_flags ORDER BY score DESC, last_ms DESC",
+            &[],
+        )
+        .await
+        .map_err(|e| FleetError::pg(url, e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| FleetFlag {
+            actor: r.get(0),
+            level: r.get(1),
+            score: r.get(2),
+            reasons: r.get(3),
+            instances: r.get(4),
+            sites: r.get(5),
+            client_keys: r.get(6),
+            requests: r.get(7),
+            canaries: r.get(8),
+            first_ms: r.get(9),
+            last_ms: r.get(10),
+        })
+        .collect())
+}
+
+/// One instance's hash chain as shipped, recomputed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChainCheck {
+    pub instance: String,
+    pub site: String,
+    pub events: i64,
+    pub first_id: Option<i64>,
+    pub last_id: Option<i64>,
+    /// The first event whose chain value does not follow from its content and the previous
+    /// event's, or a gap in the ids; `None` when the whole chain holds.
+    pub broken: Option<String>,
+    /// Signed checkpoints shipped whose chain head matches the shipped event's chain value.
+    pub checkpoints_matching: i64,
+    pub checkpoints: i64,
+}
+
+/// Recomputes every instance's chain from the events it shipped: each event's chain value
+/// must be SHA-256 of the previous value and the event's digest (rule 2), ids without gaps.
+/// The first event shipped (or the first after a retention anchor) is taken as shipped.
+pub async fn check_chains(
+    client: &impl GenericClient,
+    url: &str,
+) -> Result<Vec<ChainCheck>, FleetError> {
+    let pg = |e: tokio_postgres::Error| FleetError::pg(url, e);
+    let instances = client
+        .query(
+            "SELECT instance, site, coalesce(rule2_from, 1) FROM instances ORDER BY instance",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    let mut out = Vec::new();
+    for inst in instances {
+        let name: String = inst.get(0);
+        let rule2_from: i64 = inst.get(2);
+        let rows = client
+            .query(
+                "SELECT id, ts_ms, ip_commit, client_key, method, host, path, query, status,
+                     bytes, duration_us, user_agent, referer, accept, accept_language,
+                     accept_encoding, sec_fetch_site, sec_fetch_mode, sec_fetch_dest,
+                     sec_fetch_user, cookie_sent, header_order, kind, token, robots_sha256,
+                     chain
+                 FROM events WHERE instance = $1 ORDER BY id",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        let mut check = ChainCheck {
+            instance: name.clone(),
+            site: inst.get(1),
+            events: rows.len() as i64,
+            first_id: rows.first().map(|r| r.get(0)),
+            last_id: rows.last().map(|r| r.get(0)),
+            broken: None,
+            checkpoints_matching: 0,
+            checkpoints: 0,
+        };
+        let mut prev: Option<(i64, [u8; 32])> = None;
+        for r in &rows {
+            let e = Chained {
+                id: r.get(0),
+                ts_ms: r.get(1),
+                ip_commit: r.get(2),
+                client_key: r.get(3),
+                method: r.get(4),
+                host: r.get(5),
+                path: r.get(6),
+                query: r.get(7),
+                status: i64::from(r.get::<_, i32>(8)),
+                bytes: r.get(9),
+                duration_us: r.get(10),
+                user_agent: r.get(11),
+                referer: r.get(12),
+                accept: r.get(13),
+                accept_language: r.get(14),
+                accept_encoding: r.get(15),
+                sec_fetch_site: r.get(16),
+                sec_fetch_mode: r.get(17),
+                sec_fetch_dest: r.get(18),
+                sec_fetch_user: r.get(19),
+                cookie_sent: r.get(20),
+                header_order: r.get(21),
+                kind: r.get(22),
+                token: r.get(23),
+                robots_sha256: r.get(24),
+            };
+            let stored: Option<Vec<u8>> = r.get(25);
+            let Some(stored) = stored.and_then(|s| <[u8; 32]>::try_from(s).ok()) else {
+                check.broken = Some(format!("event {}: has no chain value", e.id));
+                break;
+            };
+            if let Some((prev_id, prev_chain)) = prev {
+                if e.id != prev_id + 1 {
+                    check.broken = Some(format!(
+                        "events {} to {} were not shipped",
+                        prev_id + 1,
+                        e.id - 1
+                    ));
+                    break;
+                }
+                if e.id >= rule2_from && chain_next(&prev_chain, &e) != stored {
+                    check.broken = Some(format!(
+                        "event {}: its content differs from what was chained when it was \
+                         written",
+                        e.id
+                    ));
+                    break;
+                }
+            }
+            prev = Some((e.id, stored));
+        }
+        let cp = client
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE e.chain = c.chain)
+                 FROM checkpoints c LEFT JOIN events e
+                     ON e.instance = c.instance AND e.id = c.event_id
+                 WHERE c.instance = $1",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        check.checkpoints = cp.get(0);
+        check.checkpoints_matching = cp.get(1);
+        out.push(check);
+    }
+    Ok(out)
+}
+
+/// How far each instance has shipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shipped {
+    pub instance: String,
+    pub site: String,
+    pub stream: String,
+    pub last_id: i64,
+    pub shipped_ms: i64,
+}
+
+pub async fn shipping(client: &impl GenericClient, url: &str) -> Result<Vec<Shipped>, FleetError> {
+    let rows = client
+        .query(
+            "SELECT s.instance, i.site, s.stream, s.last_id, s.shipped_ms
+             FROM shipping s JOIN instances i USING (instance)
+             ORDER BY s.instance, s.stream",
+            &[],
+        )
+        .await
+        .map_err(|e| FleetError::pg(url, e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Shipped {
+            instance: r.get(0),
+            site: r.get(1),
+            stream: r.get(2),
+            last_id: r.get(3),
+            shipped_ms: r.get(4),
+        })
+        .collect())
+}

@@ -27,7 +27,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("fleet", &["record", "canary", "store", "config", "metrics"]),
     (
         "review",
-        &["evidence", "canary", "detect", "store", "config", "metrics"],
+        &[
+            "evidence", "fleet", "canary", "detect", "store", "config", "metrics",
+        ],
     ),
     (
         "cmd",

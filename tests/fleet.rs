@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 const SCRAPER: &str = "img2dataset/1.5.0 (+https://github.com/rom1504/img2dataset)";
 const SCRAPER_IP: [u8; 4] = [127, 0, 0, 3];
+const ADMIN_TOKEN: &str = "fleet-test-admin-token-0123456789";
 
 fn get(to: SocketAddr, path: &str) -> common::Fetched {
     common::get_from(SCRAPER_IP.into(), to, path, &[("user-agent", SCRAPER)])
@@ -32,7 +33,7 @@ fn replica(secret: &Path, instance: &str, more: &str) -> (Env, common::ServeAddr
         "mode = \"demo\"",
         &format!(
             "[fleet]\ninstance = \"{instance}\"\nsite = \"photos\"\n{more}\n\
-             [detect]\npoll_ms = 50\npersist_secs = 1\n"
+             [detect]\npoll_ms = 50\npersist_secs = 1\n\n[review]\ntoken = \"{ADMIN_TOKEN}\"\n"
         ),
     );
     // The secret file goes in [store], which configure_serve wrote first.
@@ -406,6 +407,7 @@ fn three_replicas_behind_nginx_ship_everything_once_through_an_outage_and_flag_o
     // The scraper: pages through nginx, then every canary of each page, also through nginx
     // (round-robin: most are served by another replica than the one that planted them).
     let mut fetched = 0;
+    let mut taken: Option<(String, Vec<u8>)> = None;
     let mut round = |n: usize| {
         for _ in 0..n {
             let page = get(nginx.addr, "/");
@@ -414,6 +416,10 @@ fn three_replicas_behind_nginx_ship_everything_once_through_an_outage_and_flag_o
                 let image = get(nginx.addr, &c);
                 assert_eq!(image.status, 200, "canary {c} through nginx");
                 fetched += 1;
+                if taken.is_none() {
+                    let token = common::canary_token(&format!("http://h{c}")).unwrap();
+                    taken = Some((token, image.body));
+                }
             }
         }
     };
@@ -511,6 +517,45 @@ fn three_replicas_behind_nginx_ship_everything_once_through_an_outage_and_flag_o
         "0"
     );
 
+    // The dashboard of any replica shows the fleet's flag.
+    let admin = replicas[1].1.addrs.admin;
+    let agent = common::http_agent();
+    let login = agent
+        .post(&format!("http://{admin}/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(format!("name=tester&token={ADMIN_TOKEN}&next=%2Ffleet"))
+        .unwrap();
+    let cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("fp_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let mut page = agent
+        .get(&format!("http://{admin}/fleet"))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.body_mut().read_to_string().unwrap();
+    let actor = flags[0]["actor"].as_str().unwrap();
+    for shown in [
+        actor,
+        "pod-a",
+        "pod-b",
+        "pod-c",
+        "harvester",
+        "through another",
+    ] {
+        assert!(
+            html.contains(shown),
+            "the fleet page shows {shown}:\n{html}"
+        );
+    }
+
     // Each instance's chain checks in the central store.
     let check = env_a.run(&["db", "check", "--fleet"]);
     let text = String::from_utf8_lossy(&check.stdout);
@@ -520,6 +565,49 @@ fn three_replicas_behind_nginx_ship_everything_once_through_an_outage_and_flag_o
         String::from_utf8_lossy(&check.stderr)
     );
     assert_eq!(text.matches("hash chain intact").count(), 3, "{text}");
+
+    // An image found elsewhere, resized and re-encoded, is traced from any machine that can
+    // reach the fleet store (here one with no store of its own) to the fetch that took it.
+    let (token, body) = taken.expect("a canary taken");
+    let found = image::load_from_memory(&body)
+        .unwrap()
+        .resize_exact(180, 180, image::imageops::FilterType::Lanczos3)
+        .to_rgb8();
+    let file = shared.path().join("found.jpg");
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 70)
+        .encode_image(&found)
+        .unwrap();
+    std::fs::write(&file, jpeg).unwrap();
+    let outsider = Env::new();
+    std::fs::write(
+        &outsider.config,
+        format!(
+            "[store]\ndata_dir = {:?}\n[fleet]\npostgres = \"{}\"\n",
+            outsider.data_dir().to_str().unwrap(),
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let out = outsider.run(&["match", "--fleet", "--json", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let matches = result["matches"].as_array().unwrap();
+    assert_eq!(matches.len(), 1, "{result}");
+    assert_eq!(matches[0]["token"], token.as_str());
+    assert_eq!(
+        matches[0]["how"], "hash",
+        "found by its pixels, not its marks: {result}"
+    );
+    let fetches = matches[0]["fetches"].as_array().unwrap();
+    assert_eq!(fetches.len(), 1, "{result}");
+    assert_eq!(fetches[0]["status"], 200);
+    assert!(names.contains(&fetches[0]["instance"].as_str().unwrap()));
+    assert_eq!(fetches[0]["site"], "photos");
 
     // A tampered row is found.
     pg.query("UPDATE events SET path = '/elsewhere' WHERE instance = 'pod-b' AND id = 2");

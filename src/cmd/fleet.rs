@@ -1,11 +1,14 @@
 //! The fleet store from the command line: `clients --fleet` (actors the fleet detector
-//! flagged) and `db check --fleet` (each instance's chain as shipped).
+//! flagged), `db check --fleet` (each instance's chain as shipped) and `match --fleet` (images
+//! traced to any canary of the fleet and the fetches that took it, on whatever instance).
 
 use anyhow::Context;
+use faceprobe::canary::matcher::{load_image, Matcher};
 use faceprobe::config::Config;
 use faceprobe::fleet;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Runs `f` with a connection to the fleet store named by the configuration.
 fn with_client<T>(
@@ -90,6 +93,110 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
     }
     Ok(if broken {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A scratch folder removed when dropped, success or failure.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn matching(config: &Config, images: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    // The fleet's fetched canaries go into a scratch store, which the matcher indexes as it
+    // does one instance's; the fetches are read from the fleet store.
+    let scratch = Scratch(std::env::temp_dir().join(format!(
+        "faceprobe-fleet-match-{}-{}",
+        std::process::id(),
+        faceprobe::store::now_ms()
+    )));
+    std::fs::create_dir_all(&scratch.0)
+        .with_context(|| format!("making the scratch folder {}", scratch.0.display()))?;
+    let store = faceprobe::store::Store::open(&scratch.0)?;
+    let mut conn = store.into_conn();
+    let matching = config.matching.clone();
+    let results = with_client(config, async |client, url| {
+        let copied = fleet::read::copy_fetched_tokens(client, url, &mut conn).await?;
+        tracing::info!(tokens = copied, "fleet canaries indexed");
+        let matcher = Matcher::load(&conn, matching.clone())?;
+        let mut results = Vec::new();
+        for path in images {
+            let (bytes, img) = match load_image(path, &matching) {
+                Ok(x) => x,
+                Err(e) => {
+                    results.push((path.clone(), Err(e.to_string())));
+                    continue;
+                }
+            };
+            let mut found = Vec::new();
+            for m in matcher.match_image(&conn, &bytes, &img)? {
+                let fetches = fleet::read::fetches(client, url, m.token.as_bytes()).await?;
+                found.push((m, fetches));
+            }
+            results.push((path.clone(), Ok(found)));
+        }
+        Ok(results)
+    })?;
+    let mut failed = false;
+    for (path, result) in results {
+        let found = match result {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("faceprobe: match: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        if json {
+            let list: Vec<_> = found
+                .iter()
+                .map(|(m, fetches)| {
+                    let mut v = serde_json::to_value(m).unwrap_or_default();
+                    v["fetches"] = serde_json::to_value(fetches).unwrap_or_default();
+                    v
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "image": path, "matches": list }));
+            continue;
+        }
+        if found.is_empty() {
+            println!("{}: no match in the fleet", path.display());
+            continue;
+        }
+        println!("{}:", path.display());
+        for (m, fetches) in &found {
+            println!(
+                "  {}  confidence {:.3} ({:?})  fetches {}",
+                m.token,
+                m.confidence,
+                m.how,
+                fetches.len()
+            );
+            for f in fetches {
+                let when = UNIX_EPOCH + Duration::from_millis(f.ts_ms.max(0) as u64);
+                println!(
+                    "    {}  {} on {} (site {}), event {}  {}  {} {} {}  {}",
+                    humantime::format_rfc3339_millis(when),
+                    f.actor.as_deref().unwrap_or(&f.client_key),
+                    f.instance,
+                    f.site,
+                    f.event_id,
+                    f.status,
+                    f.method,
+                    f.path,
+                    f.kind,
+                    f.user_agent.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })

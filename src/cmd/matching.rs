@@ -15,9 +15,16 @@ pub struct Args {
     /// One JSON object per image on standard output.
     #[arg(long)]
     pub json: bool,
+    /// Match against every canary of the fleet store ([fleet] postgres), each fetch named with
+    /// the instance and site that recorded it, instead of this instance's store.
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
+    if args.fleet {
+        return super::fleet::matching(config, &args.images, args.json);
+    }
     let store = Store::open(&config.store.data_dir)?;
     let started = std::time::Instant::now();
     let matcher = Matcher::load(store.conn(), config.matching.clone())?;

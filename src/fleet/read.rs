@@ -210,3 +210,117 @@ pub async fn shipping(client: &impl GenericClient, url: &str) -> Result<Vec<Ship
         })
         .collect())
 }
+
+/// Copies every canary of the fleet that left an instance (its fetch stored its hashes) into
+/// `conn`, an empty scratch store, one row per token: `match` then runs on it as on one
+/// instance's store. Returns the number of tokens copied.
+pub async fn copy_fetched_tokens(
+    client: &impl GenericClient,
+    url: &str,
+    conn: &mut rusqlite::Connection,
+) -> Result<usize, FleetError> {
+    use futures_util::TryStreamExt;
+    let pg = |e: tokio_postgres::Error| FleetError::pg(url, e);
+    let scheme = crate::canary::hash::Scheme::new();
+    let scheme_id = crate::store::tokens::scheme_id(conn, scheme.name(), scheme.params())?;
+    let rows = client
+        .query_raw(
+            "SELECT DISTINCT ON (token) token, identity_seed, variant_seed, size, renderer,
+                 created_ms, client_key, minted_by, phash, dhash, center_phash, depth
+             FROM tokens WHERE phash IS NOT NULL AND hash_scheme = $1
+             ORDER BY token, instance, id",
+            &[&scheme.name()],
+        )
+        .await
+        .map_err(pg)?;
+    futures_util::pin_mut!(rows);
+    let tx = conn.transaction()?;
+    let mut n = 0;
+    while let Some(r) = rows.try_next().await.map_err(pg)? {
+        let token: Vec<u8> = r.get(0);
+        let Some(token) = crate::store::token::Token::from_bytes(&token) else {
+            continue;
+        };
+        let client_key: String = r.get(6);
+        let minted_by: String = r.get(7);
+        crate::store::tokens::insert(
+            &tx,
+            &crate::store::tokens::NewToken {
+                token,
+                identity_seed: r.get::<_, i64>(1) as u64,
+                variant_seed: r.get::<_, i64>(2) as u64,
+                size: r.get::<_, i32>(3) as u32,
+                renderer: r.get::<_, i32>(4) as u32,
+                created_ms: r.get(5),
+                client_key: &client_key,
+                minted_by: &minted_by,
+                minting_event: None,
+                hashes: Some((
+                    scheme_id,
+                    crate::store::tokens::Hashes {
+                        phash: r.get::<_, i64>(8) as u64,
+                        dhash: r.get::<_, i64>(9) as u64,
+                        center_phash: r.get::<_, i64>(10) as u64,
+                    },
+                )),
+                parent_token: None,
+                depth: r.get::<_, i32>(11) as u32,
+            },
+        )?;
+        n += 1;
+    }
+    tx.commit()?;
+    Ok(n)
+}
+
+/// One fetch of a token recorded by some instance of the fleet.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetFetch {
+    pub instance: String,
+    pub site: String,
+    pub event_id: i64,
+    pub ts_ms: i64,
+    pub client_key: String,
+    /// The fleet's pseudonym of the client (address and user agent), the same on every site.
+    pub actor: Option<String>,
+    pub kind: String,
+    pub method: String,
+    pub path: String,
+    pub status: i32,
+    pub user_agent: Option<String>,
+    pub referer: Option<String>,
+}
+
+/// Every fetch of `token` the fleet recorded, oldest first.
+pub async fn fetches(
+    client: &impl GenericClient,
+    url: &str,
+    token: &[u8],
+) -> Result<Vec<FleetFetch>, FleetError> {
+    let rows = client
+        .query(
+            "SELECT instance, site, id, ts_ms, client_key, actor, kind, method, path, status,
+                 user_agent, referer
+             FROM events WHERE token = $1 ORDER BY ts_ms, instance, id",
+            &[&token],
+        )
+        .await
+        .map_err(|e| FleetError::pg(url, e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| FleetFetch {
+            instance: r.get(0),
+            site: r.get(1),
+            event_id: r.get(2),
+            ts_ms: r.get(3),
+            client_key: r.get(4),
+            actor: r.get(5),
+            kind: r.get(6),
+            method: r.get(7),
+            path: r.get(8),
+            status: r.get(9),
+            user_agent: r.get(10),
+            referer: r.get(11),
+        })
+        .collect())
+}

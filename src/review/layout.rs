@@ -31,14 +31,16 @@ pub const CSS: &str = include_str!("app.css");
 pub enum Nav {
     Overview,
     Flags,
+    Fleet,
     Cases,
     Match,
     Allow,
 }
 
-const SECTIONS: [(Nav, &str, &str); 5] = [
+const SECTIONS: [(Nav, &str, &str); 6] = [
     (Nav::Overview, "/", "Overview"),
     (Nav::Flags, "/flags", "Flags"),
+    (Nav::Fleet, "/fleet", "Fleet"),
     (Nav::Cases, "/cases", "Cases"),
     (Nav::Match, "/match", "Match"),
     (Nav::Allow, "/allow", "Allow-list"),

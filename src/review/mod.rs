@@ -15,6 +15,7 @@ mod db;
 mod decide;
 mod export;
 mod flags;
+mod fleet;
 mod found;
 mod layout;
 mod login;
@@ -79,6 +80,8 @@ pub struct Dashboard {
     matcher: Mutex<Option<Loaded>>,
     /// One bundle build at a time.
     exports: tokio::sync::Semaphore,
+    /// The fleet store's connections, made at the first visit of the fleet page.
+    fleet: fleet::Pool,
 }
 
 struct Loaded {
@@ -101,6 +104,7 @@ impl Dashboard {
             )),
             matcher: Mutex::new(None),
             exports: tokio::sync::Semaphore::new(1),
+            fleet: fleet::Pool::new(),
         }
     }
 
@@ -140,6 +144,7 @@ pub fn router(d: Arc<Dashboard>) -> Router {
     let private = Router::new()
         .route("/", get(overview::page))
         .route("/flags", get(flags::page))
+        .route("/fleet", get(fleet::page))
         .route("/clients/{key}", get(client::page))
         .route("/clients/{key}/review", post(decide::review))
         .route("/clients/{key}/export", post(export::build))

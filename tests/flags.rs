@@ -4,54 +4,12 @@
 
 mod common;
 
-use common::{canary_token, clients_json, http_agent, Env};
+use common::{canary_token, clients_json, http_agent, webhook_receiver as receiver, Env};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const DETECT_FAST: &str = "[detect]\npoll_ms = 50\npersist_secs = 1\n";
-
-/// One webhook call: headers (lower-case names) and body.
-type Call = (Vec<(String, String)>, String);
-
-/// A webhook receiver on 127.0.0.1: every call it gets.
-fn receiver() -> (u16, mpsc::Receiver<Call>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(20) {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut headers = Vec::new();
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.trim_end().split_once(':') {
-                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                }
-            }
-            let len = headers
-                .iter()
-                .find(|(k, _)| k == "content-length")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = tx.send((headers, String::from_utf8_lossy(&body).into_owned()));
-        }
-    });
-    (port, rx)
-}
 
 /// Waits (at most 30 s) until `faceprobe clients --json` satisfies `done`.
 fn wait_for_clients(

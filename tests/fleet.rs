@@ -388,8 +388,10 @@ fn three_replicas_behind_nginx_ship_everything_once_through_an_outage_and_flag_o
     };
     let shared = tempfile::tempdir().unwrap();
     let secret = secret_file(shared.path(), 9);
+    let (hook_port, hooks) = common::webhook_receiver();
     let fleet = format!(
-        "postgres = \"{}\"\ndetect_interval_secs = 1\ninterval_ms = 50\ntimeout_secs = 2\n",
+        "postgres = \"{}\"\ndetect_interval_secs = 1\ninterval_ms = 50\ntimeout_secs = 2\n\
+         [alert]\nwebhooks = [\"http://127.0.0.1:{hook_port}/hook\"]\nsecret = \"fleet-hook\"\n",
         pg.url()
     );
     let names = ["pod-a", "pod-b", "pod-c"];
@@ -515,6 +517,30 @@ fn three_replicas_behind_nginx_ship_everything_once_through_an_outage_and_flag_o
             "SELECT count(*) FROM events WHERE host LIKE '%127.0.0.3%' OR actor LIKE '%127.0.0.3%'"
         ),
         "0"
+    );
+
+    // The fleet's flag went to the alert webhook, once, from whichever replica ran the
+    // detector (the replicas also send their own flags there).
+    let actor = flags[0]["actor"].as_str().unwrap().to_string();
+    let mut fleet_alerts = Vec::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until && fleet_alerts.is_empty() {
+        while let Ok((_, body)) = hooks.recv_timeout(Duration::from_millis(200)) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["flag"]["kind"] == "fleet" {
+                fleet_alerts.push(v);
+            }
+        }
+    }
+    assert_eq!(fleet_alerts.len(), 1, "{fleet_alerts:?}");
+    assert_eq!(fleet_alerts[0]["flag"]["key"], actor.as_str());
+    assert_eq!(fleet_alerts[0]["flag"]["level"], "harvester");
+    assert_eq!(
+        fleet_alerts[0]["flag"]["instances"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
     );
 
     // The dashboard of any replica shows the fleet's flag.

@@ -81,7 +81,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         Duration::from_secs(config.evidence.checkpoint_minutes * 60),
     )?;
     let metrics = Arc::new(faceprobe::metrics::Metrics::default());
-    let shipper = start_shipper(&config, &key_line, &metrics)?;
+    let (shipper, fleet_alerts) = start_shipper(&config, &key_line, &metrics)?;
     runtime.block_on(async {
         // Registered before anything is served: a SIGTERM that comes early must still be a
         // graceful shutdown, not the default action (kill).
@@ -92,6 +92,10 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     // The recorder has flushed: what it committed last is shipped before the process ends.
     if let Some(shipper) = shipper {
         shipper.finish(Duration::from_secs(5));
+    }
+    if let Some(alerts) = fleet_alerts.and_then(|a| Arc::try_unwrap(a).ok()) {
+        let alerts = alerts.into_inner().unwrap_or_else(|e| e.into_inner());
+        alerts.shutdown(Duration::from_secs(5));
     }
     // The recorder has flushed: the last events are in the chain this checkpoint signs.
     match checkpoints.finish() {
@@ -106,18 +110,37 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The shipper, and the alert webhooks its fleet detector's flags go to.
+type Fleet = (
+    Option<faceprobe::fleet::ship::Shipper>,
+    Option<Arc<std::sync::Mutex<faceprobe::detect::alert::Alerts>>>,
+);
+
 /// Ships the local record to the fleet store when one is configured (`[fleet]`); the
-/// shipper has a thread of its own and never holds up serving.
+/// shipper has a thread of its own and never holds up serving. The fleet detector's flags
+/// go to the alert webhooks (`[alert]`), as the instance's own do.
 fn start_shipper(
     config: &Config,
     public_key: &str,
     metrics: &Arc<faceprobe::metrics::Metrics>,
-) -> anyhow::Result<Option<faceprobe::fleet::ship::Shipper>> {
+) -> anyhow::Result<Fleet> {
     use std::sync::atomic::Ordering::Relaxed;
     let Some(url) = faceprobe::fleet::url(config) else {
         metrics.fleet_up.store(-1, Relaxed);
-        return Ok(None);
+        return Ok((None, None));
     };
+    let alerts = match config.alert.webhooks.is_empty() {
+        true => None,
+        false => Some(Arc::new(std::sync::Mutex::new(
+            faceprobe::detect::alert::Alerts::start(&config.alert)?,
+        ))),
+    };
+    let alerting = alerts.clone().map(|a| faceprobe::fleet::detect::Alerting {
+        level: config.alert.level,
+        notify: Box::new(move |summary| {
+            a.lock().unwrap_or_else(|e| e.into_inner()).notify(summary)
+        }),
+    });
     let mut instance = faceprobe::fleet::ship::Instance::of(config);
     instance.public_key = Some(public_key.to_string());
     tracing::info!(
@@ -126,9 +149,10 @@ fn start_shipper(
         postgres = %faceprobe::config::fleet::mask_password(&url),
         "shipping the record to the fleet store"
     );
-    let shipper = faceprobe::fleet::ship::Shipper::start(config, url, instance, metrics.clone())
-        .context("starting the fleet shipper thread")?;
-    Ok(Some(shipper))
+    let shipper =
+        faceprobe::fleet::ship::Shipper::start(config, url, instance, metrics.clone(), alerting)
+            .context("starting the fleet shipper thread")?;
+    Ok((Some(shipper), alerts))
 }
 
 /// Installs the handlers now; the future completes on the first SIGTERM or SIGINT.

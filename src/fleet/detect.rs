@@ -8,7 +8,7 @@
 //! of history per change of level.
 
 use super::FleetError;
-use crate::config::DetectConfig;
+use crate::config::{DetectConfig, Level};
 use crate::store::now_ms;
 use tokio_postgres::GenericClient;
 
@@ -86,12 +86,19 @@ pub fn judge(s: &Seen, rate_limit: u32) -> Option<(&'static str, f64, Vec<String
     Some((level, f64::min(score, 100.0), reasons))
 }
 
+/// Where a flag that reached `level` or above goes (the alert webhooks), as it changes level.
+pub struct Alerting {
+    pub level: Level,
+    pub notify: Box<dyn Fn(serde_json::Value) + Send + Sync>,
+}
+
 /// Runs the detector once if no other instance is running it: the number of actors flagged,
 /// or `None` when another instance held the lock.
 pub async fn run(
     client: &impl GenericClient,
     url: &str,
     config: &DetectConfig,
+    alerting: Option<&Alerting>,
 ) -> Result<Option<usize>, FleetError> {
     let pg = |e: tokio_postgres::Error| FleetError::pg(url, e);
     let locked: bool = client
@@ -102,7 +109,7 @@ pub async fn run(
     if !locked {
         return Ok(None);
     }
-    let result = detect(client, url, config).await;
+    let result = detect(client, url, config, alerting).await;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
         .await
@@ -114,6 +121,7 @@ async fn detect(
     client: &impl GenericClient,
     url: &str,
     config: &DetectConfig,
+    alerting: Option<&Alerting>,
 ) -> Result<usize, FleetError> {
     let pg = |e: tokio_postgres::Error| FleetError::pg(url, e);
     let now = now_ms();
@@ -223,6 +231,23 @@ async fn detect(
                 .await
                 .map_err(pg)?;
             tracing::warn!(actor = %seen.actor, level, instances = seen.instances.len(), sites = seen.sites.len(), "fleet flag");
+            if let Some(a) = alerting.filter(|a| Level::parse(level).is_some_and(|l| l >= a.level))
+            {
+                (a.notify)(serde_json::json!({
+                    "kind": "fleet",
+                    "key": seen.actor,
+                    "level": level,
+                    "score": score,
+                    "reasons": reasons,
+                    "instances": seen.instances,
+                    "sites": seen.sites,
+                    "client_keys": seen.client_keys,
+                    "requests": seen.requests,
+                    "canaries": seen.canaries,
+                    "first_seen_ms": seen.first_ms,
+                    "last_seen_ms": seen.last_ms,
+                }));
+            }
         }
     }
     Ok(flagged)

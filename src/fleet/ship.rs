@@ -138,6 +138,7 @@ impl Shipper {
         url: String,
         instance: Instance,
         metrics: Arc<Metrics>,
+        alerting: Option<super::detect::Alerting>,
     ) -> std::io::Result<Shipper> {
         let stop = Arc::new(AtomicBool::new(false));
         let fleet = config.fleet.clone();
@@ -157,8 +158,11 @@ impl Shipper {
                     }
                 };
                 runtime.block_on(run(
-                    fleet,
-                    detect_config,
+                    Settings {
+                        fleet,
+                        detect: detect_config,
+                        alerting,
+                    },
                     url,
                     instance,
                     metrics,
@@ -185,15 +189,21 @@ impl Shipper {
     }
 }
 
-async fn run(
+/// What the shipper runs with, besides where it ships.
+struct Settings {
     fleet: crate::config::FleetConfig,
-    detect_config: crate::config::DetectConfig,
+    detect: crate::config::DetectConfig,
+    alerting: Option<super::detect::Alerting>,
+}
+
+async fn run(
+    settings: Settings,
     url: String,
     instance: Instance,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) {
-    let timeout = Duration::from_secs(fleet.timeout_secs);
+    let timeout = Duration::from_secs(settings.fleet.timeout_secs);
     let pool = match pool(&url, timeout, 2) {
         Ok(p) => p,
         Err(e) => {
@@ -204,16 +214,7 @@ async fn run(
     let mut backoff = Duration::from_millis(250);
     let mut was_down = false;
     loop {
-        let result = session(
-            &fleet,
-            &detect_config,
-            &pool,
-            &url,
-            &instance,
-            &metrics,
-            &stop,
-        )
-        .await;
+        let result = session(&settings, &pool, &url, &instance, &metrics, &stop).await;
         match result {
             Ok(()) => return,
             Err(e) => {
@@ -250,14 +251,14 @@ async fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
 /// One connected stretch: migrate, register, then ship rounds until stopped (Ok) or until
 /// PostgreSQL or the local store fails (Err).
 async fn session(
-    fleet: &crate::config::FleetConfig,
-    detect_config: &crate::config::DetectConfig,
+    settings: &Settings,
     pool: &Pool,
     url: &str,
     instance: &Instance,
     metrics: &Metrics,
     stop: &AtomicBool,
 ) -> Result<(), FleetError> {
+    let fleet = &settings.fleet;
     let key = schema::migrate(pool, url).await?;
     let local = Store::open(&instance.data_dir)?.into_conn();
     let shipper = Shipping {
@@ -295,7 +296,8 @@ async fn session(
         metrics.fleet_backlog.store(backlog, Relaxed);
         if tokio::time::Instant::now() >= next_detect {
             next_detect = tokio::time::Instant::now() + detect_every;
-            match super::detect::run(&**client, url, detect_config).await {
+            let alerting = settings.alerting.as_ref();
+            match super::detect::run(&**client, url, &settings.detect, alerting).await {
                 Ok(Some(n)) if n > 0 => tracing::debug!(flags = n, "fleet detector ran"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "fleet detector failed; it runs again"),

@@ -535,12 +535,16 @@ fn three_replicas_behind_nginx_ship_everything_once_through_an_outage_and_flag_o
     assert_eq!(fleet_alerts.len(), 1, "{fleet_alerts:?}");
     assert_eq!(fleet_alerts[0]["flag"]["key"], actor.as_str());
     assert_eq!(fleet_alerts[0]["flag"]["level"], "harvester");
-    assert_eq!(
-        fleet_alerts[0]["flag"]["instances"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
+    // As it was when it reached harvester (replicas that had shipped by then), all ours.
+    let alerted: Vec<&str> = fleet_alerts[0]["flag"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    assert!(
+        !alerted.is_empty() && alerted.iter().all(|i| names.contains(i)),
+        "{alerted:?}"
     );
 
     // The dashboard of any replica shows the fleet's flag.

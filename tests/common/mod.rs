@@ -202,11 +202,16 @@ impl Server {
 
     /// Asks for a graceful shutdown (SIGTERM) and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.terminate_within(SERVE_TIMEOUT)
+    }
+
+    /// Asks for a graceful shutdown and waits at most `limit` for the exit.
+    pub fn terminate_within(&mut self, limit: Duration) -> ExitStatus {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: kill(2) on our own child's pid; it has not been reaped (no wait yet).
         let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
         assert_eq!(rc, 0, "kill -TERM {pid}");
-        self.wait_exit()
+        self.wait_exit_within(limit)
     }
 
     /// Kills the server at once (SIGKILL): no shutdown code runs.
@@ -216,16 +221,20 @@ impl Server {
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
+        self.wait_exit_within(SERVE_TIMEOUT)
+    }
+
+    fn wait_exit_within(&mut self, limit: Duration) -> ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            if start.elapsed() > SERVE_TIMEOUT {
+            if start.elapsed() > limit {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "faceprobe serve did not exit within {SERVE_TIMEOUT:?}:\n{}",
+                    "faceprobe serve did not exit within {limit:?}:\n{}",
                     self.log_text()
                 );
             }

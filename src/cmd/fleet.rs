@@ -153,15 +153,7 @@ pub fn matching(config: &Config, images: &[PathBuf], json: bool) -> anyhow::Resu
             }
         };
         if json {
-            let list: Vec<_> = found
-                .iter()
-                .map(|(m, fetches)| {
-                    let mut v = serde_json::to_value(m).unwrap_or_default();
-                    v["fetches"] = serde_json::to_value(fetches).unwrap_or_default();
-                    v
-                })
-                .collect();
-            println!("{}", serde_json::json!({ "image": path, "matches": list }));
+            println!("{}", super::matching::json_line(&path, &found));
             continue;
         }
         if found.is_empty() {

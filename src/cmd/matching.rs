@@ -49,15 +49,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
             out.push((m, tokens::fetches(store.conn(), &m.token)?));
         }
         if args.json {
-            let list: Vec<_> = out
-                .iter()
-                .map(|(m, fetches)| {
-                    let mut v = serde_json::to_value(m).unwrap_or_default();
-                    v["fetches"] = serde_json::to_value(fetches).unwrap_or_default();
-                    v
-                })
-                .collect();
-            println!("{}", serde_json::json!({ "image": path, "matches": list }));
+            println!("{}", json_line(path, &out));
         } else if out.is_empty() {
             println!("{}: no match", path.display());
         } else {
@@ -94,4 +86,20 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The JSON line of one image: its matches, each with the fetches that took its canary.
+pub fn json_line<F: serde::Serialize>(
+    path: &std::path::Path,
+    found: &[(impl serde::Serialize, Vec<F>)],
+) -> serde_json::Value {
+    let list: Vec<_> = found
+        .iter()
+        .map(|(m, fetches)| {
+            let mut v = serde_json::to_value(m).unwrap_or_default();
+            v["fetches"] = serde_json::to_value(fetches).unwrap_or_default();
+            v
+        })
+        .collect();
+    serde_json::json!({ "image": path, "matches": list })
 }

@@ -1,5 +1,5 @@
-//! Reading the central store: the fleet's flags, each instance's shipping, and each
-//! instance's hash chain recomputed from what it shipped.
+//! Reading the central store: the fleet's flags, each instance's hash chain recomputed from
+//! what it shipped, and the canaries and fetches `match --fleet` traces an image to.
 
 use super::FleetError;
 use crate::record::event::{chain_next, Chained};
@@ -177,38 +177,6 @@ pub async fn check_chains(
         out.push(check);
     }
     Ok(out)
-}
-
-/// How far each instance has shipped.
-#[derive(Debug, Clone, Serialize)]
-pub struct Shipped {
-    pub instance: String,
-    pub site: String,
-    pub stream: String,
-    pub last_id: i64,
-    pub shipped_ms: i64,
-}
-
-pub async fn shipping(client: &impl GenericClient, url: &str) -> Result<Vec<Shipped>, FleetError> {
-    let rows = client
-        .query(
-            "SELECT s.instance, i.site, s.stream, s.last_id, s.shipped_ms
-             FROM shipping s JOIN instances i USING (instance)
-             ORDER BY s.instance, s.stream",
-            &[],
-        )
-        .await
-        .map_err(|e| FleetError::pg(url, e))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Shipped {
-            instance: r.get(0),
-            site: r.get(1),
-            stream: r.get(2),
-            last_id: r.get(3),
-            shipped_ms: r.get(4),
-        })
-        .collect())
 }
 
 /// Copies every canary of the fleet that left an instance (its fetch stored its hashes) into

@@ -1304,3 +1304,203 @@ fn build_and_verify_refuse_what_they_cannot_do() {
         assert!(both(&o).contains("junk.zip"), "{}", both(&o));
     }
 }
+
+// ---- fleet bundles ---------------------------------------------------------------------------
+
+/// A change made to an unzipped bundle.
+type Forgery = Box<dyn Fn(&Path)>;
+
+/// Relists every file of an unzipped bundle in manifest.json and SHA256SUMS and signs the
+/// manifest again with `key`: only the checks behind the signature can then catch a change.
+fn relist_and_sign(dir: &Path, key: &faceprobe::store::signing::SigningKey) {
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let listed: Vec<serde_json::Value> = files_of(dir)
+        .into_iter()
+        .filter(|f| !["manifest.json", "manifest.sig", "SHA256SUMS"].contains(&f.as_str()))
+        .map(|f| {
+            let bytes = std::fs::read(dir.join(&f)).unwrap();
+            serde_json::json!({"path": f, "sha256": sha256_hex(&bytes), "bytes": bytes.len()})
+        })
+        .collect();
+    manifest["files"] = listed.into();
+    let manifest = serde_json::to_vec_pretty(&manifest).unwrap();
+    std::fs::write(dir.join("manifest.json"), &manifest).unwrap();
+    let mut sums = String::new();
+    for f in files_of(dir) {
+        if f != "manifest.sig" && f != "SHA256SUMS" {
+            let bytes = std::fs::read(dir.join(&f)).unwrap();
+            sums.push_str(&format!("{}  {f}\n", sha256_hex(&bytes)));
+        }
+    }
+    std::fs::write(dir.join("SHA256SUMS"), sums).unwrap();
+    let sig = key
+        .sign(faceprobe::store::signing::NAMESPACE_EVIDENCE, &manifest)
+        .unwrap();
+    std::fs::write(dir.join("manifest.sig"), sig).unwrap();
+}
+
+/// A fleet bundle (one folder per instance, as `evidence build --fleet` writes from the fleet
+/// store; tests/fleet.rs builds one from PostgreSQL) from two instances' records, addresses
+/// as commitments only: both checkers verify it, and each folder answers to its own key even
+/// when the builder signs a forged manifest.
+#[test]
+fn a_fleet_bundle_verifies_and_each_instance_answers_to_its_own_key() {
+    use faceprobe::evidence::bundle::{build_fleet, FleetPart, FleetRequest};
+    use faceprobe::store::signing::SigningKey;
+    let mut parts = Vec::new();
+    let mut envs = Vec::new();
+    for name in ["web-1", "web-2"] {
+        let env = Env::new();
+        let addrs = env.configure_serve("mode = \"demo\"", CONFIG);
+        let mut server = env.serve(addrs);
+        crawl_round(&server);
+        assert!(server.terminate().success(), "{}", server.log_text());
+        let conn = rusqlite::Connection::open(env.data_dir().join("faceprobe.db")).unwrap();
+        let key: String = conn
+            .query_row(
+                "SELECT client_key FROM events WHERE client_ip = ?1 LIMIT 1",
+                [CRAWLER_IP],
+                |r| r.get(0),
+            )
+            .unwrap();
+        // As the fleet store holds them: no address, no pseudonym, the commitment only.
+        conn.execute(
+            "UPDATE events SET client_ip = NULL, ip_nonce = NULL, ip_pseudonym = NULL",
+            [],
+        )
+        .unwrap();
+        parts.push(FleetPart {
+            instance: name.into(),
+            site: format!("https://{name}.example.org"),
+            key: SigningKey::load_or_create(&env.data_dir(), None)
+                .unwrap()
+                .public(),
+            conn,
+            actor_keys: [key].into(),
+            history: Vec::new(),
+        });
+        envs.push(env);
+    }
+    let builder = &envs[0];
+    let config = faceprobe::config::Config::load(Some(&builder.config)).unwrap();
+    let zip = builder.path("fleet.zip");
+    let built = build_fleet(
+        &config,
+        FleetRequest {
+            actor: "a:0123456789abcdef01234567",
+            level: Some("harvester".into()),
+            score: 90.0,
+            flag: serde_json::json!({"actor": "a:0123456789abcdef01234567"}),
+            parts,
+            out: &zip,
+            command: "test".into(),
+            built_by: Some("tester".into()),
+        },
+    )
+    .unwrap();
+    assert_eq!(built.instances.len(), 2);
+    assert!(built.events > 0);
+    let pristine = unzip(&zip, &builder.path("unzipped"));
+    for f in files_of(&pristine) {
+        let bytes = std::fs::read(pristine.join(&f)).unwrap();
+        assert!(
+            !contains(&bytes, CRAWLER_IP.as_bytes()),
+            "{f} holds an address"
+        );
+    }
+    let py =
+        tool_available("python3", "apt-get install python3").map(|_| pristine.join("verify.py"));
+    for (checker, ok, out) in check_both(&pristine, py.as_deref()) {
+        assert!(ok, "{checker}:\n{out}");
+        for name in ["web-1", "web-2"] {
+            assert!(
+                out.contains(&format!("instance {name}: ")),
+                "{checker}:\n{out}"
+            );
+        }
+    }
+
+    // Forgeries the builder's signature does not catch (it signed them).
+    let signer = SigningKey::load_or_create(&builder.data_dir(), None).unwrap();
+    let cases: Vec<(&str, &str, Forgery)> = vec![
+        (
+            "web-1's checkpoints signed again by another key, which its folder holds",
+            "instance web-1",
+            Box::new(|d: &Path| {
+                let other = tempfile::tempdir().unwrap();
+                let other = SigningKey::load_or_create(other.path(), None).unwrap();
+                let folder = d.join("instances/web-1");
+                let path = folder.join("checkpoints.jsonl");
+                let mut lines = String::new();
+                for line in read_text(&path).lines() {
+                    let mut c: serde_json::Value = serde_json::from_str(line).unwrap();
+                    let message = c["message"].as_str().unwrap().to_string();
+                    c["signature"] = other
+                        .sign(
+                            faceprobe::store::signing::NAMESPACE_CHECKPOINT,
+                            message.as_bytes(),
+                        )
+                        .unwrap()
+                        .into();
+                    lines.push_str(&format!("{c}\n"));
+                }
+                std::fs::write(&path, lines).unwrap();
+                let public = other.public();
+                std::fs::write(
+                    folder.join("faceprobe-key.pub"),
+                    format!("{}\n", public.line),
+                )
+                .unwrap();
+                std::fs::write(
+                    folder.join("allowed_signers"),
+                    format!("{}\n", public.allowed_signers()),
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "a folder of no instance",
+            "instances/evil",
+            Box::new(|d: &Path| {
+                std::fs::create_dir_all(d.join("instances/evil")).unwrap();
+                std::fs::write(d.join("instances/evil/events.jsonl"), "{}\n").unwrap();
+            }),
+        ),
+        (
+            "an instance's folder outside instances/",
+            "web-2",
+            Box::new(|d: &Path| {
+                let path = d.join("manifest.json");
+                let mut m: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                m["instances"][1]["path"] = "instances/../web-2".into();
+                std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+            }),
+        ),
+        (
+            "one event of web-2 changed",
+            "instance web-2",
+            Box::new(|d: &Path| {
+                edit_line(&d.join("instances/web-2/events.jsonl"), 0, |l| {
+                    l.replacen("\"GET\"", "\"PUT\"", 1)
+                })
+            }),
+        ),
+    ];
+    for (n, (what, named, apply)) in cases.iter().enumerate() {
+        let dir = builder
+            .path(&format!("forged-{n}"))
+            .join(pristine.file_name().unwrap());
+        copy_dir(&pristine, &dir);
+        apply(&dir);
+        relist_and_sign(&dir, &signer);
+        for (checker, ok, out) in check_both(&dir, py.as_deref()) {
+            assert!(!ok, "{checker} accepts {what}:\n{out}");
+            assert!(
+                fail_lines(&out).iter().any(|l| l.contains(named)),
+                "{checker} on {what}: no FAIL line names {named}:\n{out}"
+            );
+        }
+    }
+}

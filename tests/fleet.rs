@@ -395,7 +395,7 @@ fn three_replicas_behind_nginx_ship_everything_once_through_an_outage_and_flag_o
         pg.url()
     );
     let names = ["pod-a", "pod-b", "pod-c"];
-    let replicas: Vec<(Env, Server)> = names
+    let mut replicas: Vec<(Env, Server)> = names
         .iter()
         .map(|name| {
             let (env, addrs) = replica(&secret, name, &fleet);
@@ -639,14 +639,172 @@ fn three_replicas_behind_nginx_ship_everything_once_through_an_outage_and_flag_o
     assert!(names.contains(&fetches[0]["instance"].as_str().unwrap()));
     assert_eq!(fetches[0]["site"], "photos");
 
+    // Evidence from the central store. The replicas stop (each signs its chain head and
+    // ships it); a bundle of the actor built from the fleet store alone, on a machine with no
+    // store of its own, holds each replica's chain segment and signed checkpoints, and both
+    // checkers verify it.
+    drop(nginx);
+    for (_, server) in &mut replicas {
+        assert!(server.terminate().success());
+    }
+    let bundle = shared.path().join("fleet-case.zip");
+    let out = outsider.run(&[
+        "evidence",
+        "build",
+        "--fleet",
+        actor,
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "evidence build --fleet: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("on 3 instances"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let files = unzip(&bundle);
+    let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert_eq!(manifest["format"], "faceprobe-fleet-evidence-v1");
+    assert_eq!(manifest["actor"]["key"], actor);
+    let mut events_in_bundle = 0;
+    for name in names {
+        let events =
+            String::from_utf8_lossy(&files[&format!("instances/{name}/events.jsonl")]).to_string();
+        for line in events.lines() {
+            let e: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(
+                e["client_ip"].is_null(),
+                "addresses stay on the instances: {line}"
+            );
+            assert!(e["ip_commit"].is_string(), "{line}");
+            events_in_bundle += 1;
+        }
+        let key = String::from_utf8_lossy(&files[&format!("instances/{name}/faceprobe-key.pub")])
+            .to_string();
+        let shipped = pg.query(&format!(
+            "SELECT public_key FROM instances WHERE instance = '{name}'"
+        ));
+        assert_eq!(
+            key.trim(),
+            shipped.trim(),
+            "{name}'s own key checks its checkpoints"
+        );
+    }
+    let scraper_events: i64 = pg
+        .query(&format!(
+            "SELECT count(*) FROM events WHERE actor = '{actor}'"
+        ))
+        .parse()
+        .unwrap();
+    assert_eq!(
+        events_in_bundle, scraper_events,
+        "every event of the actor, once"
+    );
+    for (path, bytes) in &files {
+        assert!(
+            !String::from_utf8_lossy(bytes).contains("127.0.0.3"),
+            "{path} names the scraper's address"
+        );
+    }
+    let verify = outsider.run(&["evidence", "verify", bundle.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&verify.stdout).to_string();
+    assert!(verify.status.success(), "evidence verify:\n{text}");
+    for name in names {
+        assert!(
+            text.contains(&format!("ok   instance {name}: checkpoints.jsonl")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("ok   instance {name}: chain.jsonl")),
+            "{text}"
+        );
+    }
+    let python = tool_available("python3", "Debian: python3").is_some();
+    let checker = shared.path().join("verify.py");
+    std::fs::write(&checker, &files["verify.py"]).unwrap();
+    if python {
+        let o = std::process::Command::new("python3")
+            .arg(&checker)
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "verify.py:\n{text}");
+        assert!(text.contains("RESULT: OK"), "{text}");
+    }
+    // One event of one instance altered in the bundle: both checkers name the instance.
+    let mut tampered = files.clone();
+    let path = "instances/pod-b/events.jsonl".to_string();
+    let altered = String::from_utf8_lossy(&tampered[&path]).replacen("\"GET\"", "\"PUT\"", 1);
+    tampered.insert(path, altered.into_bytes());
+    let forged = shared.path().join("forged.zip");
+    rezip(&bundle, &tampered, &forged);
+    let verify = outsider.run(&["evidence", "verify", forged.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&verify.stdout).to_string();
+    assert!(!verify.status.success(), "{text}");
+    assert!(text.contains("FAIL instance pod-b: "), "{text}");
+    if python {
+        let o = std::process::Command::new("python3")
+            .arg(&checker)
+            .arg(&forged)
+            .output()
+            .unwrap();
+        assert!(
+            !o.status.success(),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+
     // A tampered row is found.
     pg.query("UPDATE events SET path = '/elsewhere' WHERE instance = 'pod-b' AND id = 2");
-    let check = env_a.run(&["db", "check", "--fleet"]);
+    let check = outsider.run(&["db", "check", "--fleet"]);
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(!check.status.success(), "{text}");
     assert!(text.contains("pod-b") && text.contains("BROKEN"), "{text}");
-    drop(nginx);
-    drop(replicas);
+}
+
+/// The files of a bundle's zip, by their path inside its folder.
+fn unzip(zip: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry.name().split_once('/').unwrap().1.to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        out.insert(name, bytes);
+    }
+    out
+}
+
+/// Writes `files` as a zip at `out`, in the folder of the bundle `like`.
+fn rezip(like: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>, out: &Path) {
+    use std::io::Write;
+    let folder = {
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(like).unwrap()).unwrap();
+        let first = archive.by_index(0).unwrap().name().to_string();
+        first.split_once('/').unwrap().0.to_string()
+    };
+    let mut w = zip::ZipWriter::new(std::fs::File::create(out).unwrap());
+    for (name, bytes) in files {
+        w.start_file(
+            format!("{folder}/{name}"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap();
 }
 
 /// The fleet figures of docs/performance.md, run by scripts/bench-fleet on a release build

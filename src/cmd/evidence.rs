@@ -8,8 +8,12 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct BuildArgs {
     /// The client (`c:…`) or cluster (`k:…`) key, as `faceprobe clients` lists it.
-    #[arg(long = "client", value_name = "KEY")]
-    pub client: String,
+    #[arg(long = "client", value_name = "KEY", required_unless_present = "fleet")]
+    pub client: Option<String>,
+    /// Or an actor of the fleet (`a:…`, as `faceprobe clients --fleet` lists it): the bundle
+    /// is built from the fleet store, one folder per instance that recorded it.
+    #[arg(long, value_name = "ACTOR", conflicts_with_all = ["client", "found"])]
+    pub fleet: Option<String>,
     /// The archive to write (a .zip; it must not exist yet).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -33,10 +37,15 @@ pub struct VerifyArgs {
 
 pub fn build(config: &Config, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let client = match (&args.client, &args.fleet) {
+        (Some(c), _) => c.clone(),
+        (None, Some(actor)) => return super::fleet::evidence(config, actor, &args.out, command),
+        (None, None) => anyhow::bail!("give --client KEY (or --fleet ACTOR)"),
+    };
     let built = bundle::build(
         config,
         &Request {
-            key: &args.client,
+            key: &client,
             out: &args.out,
             found: &args.found,
             command,
@@ -50,7 +59,7 @@ pub fn build(config: &Config, args: BuildArgs) -> anyhow::Result<ExitCode> {
         built.bytes,
         built.sha256,
         built.events,
-        args.client,
+        client,
         built.chain_start_after + 1,
         built.chain_end,
         built.other_events_as_digests,

@@ -1,10 +1,12 @@
 //! The fleet store from the command line: `clients --fleet` (actors the fleet detector
 //! flagged), `db check --fleet` (each instance's chain as shipped) and `match --fleet` (images
-//! traced to any canary of the fleet and the fetches that took it, on whatever instance).
+//! traced to any canary of the fleet and the fetches that took it, on whatever instance) and
+//! `evidence build --fleet` (one actor's records from every instance, as one bundle).
 
 use anyhow::Context;
 use faceprobe::canary::matcher::{load_image, Matcher};
 use faceprobe::config::Config;
+use faceprobe::evidence::bundle;
 use faceprobe::fleet;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,8 +100,21 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// A scratch folder removed when dropped, success or failure.
+/// A scratch folder under the temporary directory, removed when dropped, success or failure.
 struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(what: &str) -> anyhow::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!(
+            "faceprobe-fleet-{what}-{}-{}",
+            std::process::id(),
+            faceprobe::store::now_ms()
+        ));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("making the scratch folder {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -107,16 +122,107 @@ impl Drop for Scratch {
     }
 }
 
+/// `evidence build --fleet ACTOR`: each instance's records of the actor are copied from the
+/// fleet store into a scratch store of its own, and the bundle is built from those.
+pub fn evidence(
+    config: &Config,
+    actor: &str,
+    out: &std::path::Path,
+    command: String,
+) -> anyhow::Result<ExitCode> {
+    if out.exists() {
+        anyhow::bail!("{} exists; remove it or give another --out", out.display());
+    }
+    let scratch = Scratch::new("evidence")?;
+    let (flag, parts) = with_client(config, async |client, url| {
+        let flag = fleet::read::flags(client, url)
+            .await?
+            .into_iter()
+            .find(|f| f.actor == actor);
+        let history = fleet::read::flag_history(client, url, actor).await?;
+        let mut parts = Vec::new();
+        for inst in fleet::read::actor_instances(client, url, actor).await? {
+            let Some(public) = inst.public_key.as_deref() else {
+                anyhow::bail!(
+                    "instance {} has not shipped its public key yet (it ships it with its \
+                     first events): its checkpoints cannot be checked",
+                    inst.instance
+                );
+            };
+            let key = faceprobe::store::signing::Public::parse(public)
+                .map_err(|e| anyhow::anyhow!("instance {}: {e}", inst.instance))?;
+            let dir = scratch.0.join(parts.len().to_string());
+            std::fs::create_dir_all(&dir)?;
+            let mut conn = faceprobe::store::Store::open(&dir)?.into_conn();
+            let history = fleet::read::copy_instance(client, url, actor, &inst, &mut conn).await?;
+            parts.push(bundle::FleetPart {
+                instance: inst.instance.clone(),
+                site: inst.site.clone(),
+                key,
+                conn,
+                actor_keys: inst.client_keys.iter().cloned().collect(),
+                history,
+            });
+        }
+        let mut flag_json = match &flag {
+            Some(f) => serde_json::to_value(f)?,
+            None => serde_json::json!({"actor": actor, "level": null}),
+        };
+        flag_json["history"] = serde_json::to_value(&history)?;
+        Ok(((flag, flag_json), parts))
+    })?;
+    let (flag, flag_json) = flag;
+    if parts.is_empty() {
+        anyhow::bail!(
+            "the fleet store holds no event of {actor}; `faceprobe clients --fleet` lists the \
+             actors it flagged"
+        );
+    }
+    let built = bundle::build_fleet(
+        config,
+        bundle::FleetRequest {
+            actor,
+            level: flag.as_ref().map(|f| f.level.clone()),
+            score: flag.as_ref().map(|f| f.score).unwrap_or_default(),
+            flag: flag_json,
+            parts,
+            out,
+            command,
+            built_by: None,
+        },
+    )?;
+    println!(
+        "{}: fleet bundle {} ({} bytes, SHA-256 {})\n  {} events of {actor} on {} instances ({} other visitors' events as digests only), {} canaries",
+        built.file.display(),
+        built.bundle,
+        built.bytes,
+        built.sha256,
+        built.events,
+        built.instances.len(),
+        built.other_events_as_digests,
+        built.canaries,
+    );
+    for i in &built.instances {
+        println!(
+            "  {}: {} events, chain segment {}..{} ({})",
+            i.instance,
+            i.events,
+            i.chain_start_after + 1,
+            i.chain_end,
+            i.folder
+        );
+    }
+    println!(
+        "  Check it with `faceprobe evidence verify {}`.",
+        built.file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn matching(config: &Config, images: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     // The fleet's fetched canaries go into a scratch store, which the matcher indexes as it
     // does one instance's; the fetches are read from the fleet store.
-    let scratch = Scratch(std::env::temp_dir().join(format!(
-        "faceprobe-fleet-match-{}-{}",
-        std::process::id(),
-        faceprobe::store::now_ms()
-    )));
-    std::fs::create_dir_all(&scratch.0)
-        .with_context(|| format!("making the scratch folder {}", scratch.0.display()))?;
+    let scratch = Scratch::new("match")?;
     let store = faceprobe::store::Store::open(&scratch.0)?;
     let mut conn = store.into_conn();
     let matching = config.matching.clone();

@@ -89,19 +89,20 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         faceprobe::edge::serve(config, shutdown, Some(dashboard), metrics).await?;
         anyhow::Ok(())
     })?;
-    // The recorder has flushed: what it committed last is shipped before the process ends.
+    // The recorder has flushed: the last events are in the chain this checkpoint signs.
+    match checkpoints.finish() {
+        Ok(Some(c)) => tracing::info!(event = c.event_id, seq = c.seq, "chain head signed"),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "could not sign the chain head at shutdown"),
+    }
+    // What the recorder committed last, and that checkpoint, are shipped before the process
+    // ends: a fleet bundle can then disclose the instance's last events.
     if let Some(shipper) = shipper {
         shipper.finish(Duration::from_secs(5));
     }
     if let Some(alerts) = fleet_alerts.and_then(|a| Arc::try_unwrap(a).ok()) {
         let alerts = alerts.into_inner().unwrap_or_else(|e| e.into_inner());
         alerts.shutdown(Duration::from_secs(5));
-    }
-    // The recorder has flushed: the last events are in the chain this checkpoint signs.
-    match checkpoints.finish() {
-        Ok(Some(c)) => tracing::info!(event = c.event_id, seq = c.seq, "chain head signed"),
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "could not sign the chain head at shutdown"),
     }
     // The database file alone then holds everything: a copy of it after a stop is whole.
     if let Err(e) = faceprobe::store::Store::open(&data_dir).and_then(|s| s.checkpoint()) {

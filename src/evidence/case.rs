@@ -11,7 +11,7 @@ use super::EvidenceError;
 use crate::canary::{marks, render, Token};
 use crate::config::Config;
 use crate::detect::Client;
-use crate::store::signing::SigningKey;
+use crate::store::signing::{Public, SigningKey};
 use crate::store::{clients, tokens};
 use rusqlite::{Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -78,11 +78,44 @@ pub fn gather(
     if !client.is_cluster() {
         actor_keys.insert(client.key.clone());
     }
+    let history = clients::history(conn, key)?;
+    gather_of(
+        conn,
+        config,
+        client,
+        actor_keys,
+        history,
+        Checkpoints::Own(signer),
+        chain,
+    )
+}
+
+/// Whose checkpoints close a case's segment.
+pub enum Checkpoints<'a> {
+    /// This instance's: one is signed when none yet covers the actor's last event.
+    Own(&'a SigningKey),
+    /// Another instance's, as it shipped them to the fleet store, under its public key.
+    Shipped(&'a Public),
+}
+
+/// Reads the case of `client`, whose events are those of `actor_keys`.
+pub fn gather_of(
+    conn: &mut Connection,
+    config: &Config,
+    client: Client,
+    actor_keys: HashSet<String>,
+    history: Vec<clients::HistoryRow>,
+    checkpoints: Checkpoints,
+    chain: &mut Spool,
+) -> Result<Case, EvidenceError> {
     let started = std::time::Instant::now();
     let step = |what: &str| tracing::debug!("evidence case: {what} in {:?}", started.elapsed());
+    let (signer, public) = match checkpoints {
+        Checkpoints::Own(k) => (Some(k), k.public()),
+        Checkpoints::Shipped(p) => (None, p.clone()),
+    };
     let segment = segment::read(conn, &actor_keys, signer, &config.evidence.site, chain)?;
     step("chain segment read");
-    let history = clients::history(conn, key)?;
     let robots = robots_versions(conn, &segment)?;
     let canaries = canaries(conn, &segment, &actor_keys, config.canary.jpeg_quality)?;
     step("canaries re-rendered");
@@ -98,7 +131,7 @@ pub fn gather(
         report: Report::default(),
         jpeg_quality: config.canary.jpeg_quality,
     };
-    case.report = report(&case, config, signer);
+    case.report = report(&case, config, &public);
     step("report's facts counted");
     Ok(case)
 }
@@ -245,7 +278,7 @@ fn site_images(seg: &Segment) -> Vec<SiteImageTaken> {
 }
 
 /// The report's facts.
-fn report(case: &Case, config: &Config, signer: &SigningKey) -> Report {
+fn report(case: &Case, config: &Config, key: &Public) -> Report {
     let seg = &case.segment;
     let c = &case.client;
     let events = &seg.events;
@@ -260,16 +293,19 @@ fn report(case: &Case, config: &Config, signer: &SigningKey) -> Report {
         ..Default::default()
     };
     for e in events {
-        let (addr, raw) = e.address();
-        let entry = addresses.entry(addr.clone()).or_insert(model::Address {
-            address: addr,
-            raw,
-            requests: 0,
-            first_ms: e.event.ts_ms,
-            last_ms: e.event.ts_ms,
-        });
-        entry.requests += 1;
-        entry.last_ms = e.event.ts_ms;
+        // An event with neither its address nor a pseudonym (a fleet bundle's) lists none.
+        if e.client_ip.is_some() || e.ip_pseudonym.is_some() {
+            let (addr, raw) = e.address();
+            let entry = addresses.entry(addr.clone()).or_insert(model::Address {
+                address: addr,
+                raw,
+                requests: 0,
+                first_ms: e.event.ts_ms,
+                last_ms: e.event.ts_ms,
+            });
+            entry.requests += 1;
+            entry.last_ms = e.event.ts_ms;
+        }
         *agents
             .entry(e.event.user_agent.clone().unwrap_or_default())
             .or_default() += 1;
@@ -450,6 +486,7 @@ fn report(case: &Case, config: &Config, signer: &SigningKey) -> Report {
             mode: format!("{:?}", config.effective_mode()).to_lowercase(),
             checkpoint_minutes: config.evidence.checkpoint_minutes,
             raw_ip_hours: config.record.raw_ip_hours,
+            instance: String::new(),
         },
         actor: model::Actor {
             key: c.key.clone(),
@@ -526,8 +563,8 @@ fn report(case: &Case, config: &Config, signer: &SigningKey) -> Report {
             checkpoints: seg.checkpoints.len() as u64,
             end_chain: hex::encode(seg.end.chain),
             end_checkpoint_ms: seg.end.ts_ms,
-            key_fingerprint: signer.fingerprint(),
-            public_key: signer.public_line(),
+            key_fingerprint: key.fingerprint.clone(),
+            public_key: key.line.clone(),
             key_url: format!("{site}{}", crate::record::published::KEY_PATH),
         },
     }

@@ -37,21 +37,28 @@ pub struct Segment {
 }
 
 /// Reads the segment holding every event of `actor` (client keys) from the first rule-2 event
-/// on, writing `chain.jsonl` into `chain` as it goes. Signs a checkpoint (`build`) when none
-/// yet covers the actor's last event.
+/// on, writing `chain.jsonl` into `chain` as it goes. When no checkpoint yet covers the
+/// actor's last event, signs one (`build`) with `key`; without a key (a copy of another
+/// instance's records, whose key is not here) that is an error.
 pub fn read(
     conn: &mut Connection,
     actor: &HashSet<String>,
-    key: &SigningKey,
+    key: Option<&SigningKey>,
     site: &str,
     chain: &mut Spool,
 ) -> Result<Segment, EvidenceError> {
     let rule2 = crate::record::chain::rule2_from(conn)?;
     let (first, last) = actor_span(conn, actor, rule2)?;
-    let end = match checkpoint::at_or_after(conn, last)? {
-        Some(c) => c,
-        None => checkpoint::sign_head(conn, key, site, "build")?
+    let end = match (checkpoint::at_or_after(conn, last)?, key) {
+        (Some(c), _) => c,
+        (None, Some(key)) => checkpoint::sign_head(conn, key, site, "build")?
             .ok_or_else(|| EvidenceError::Store("no event to sign a checkpoint over".into()))?,
+        (None, None) => {
+            return Err(EvidenceError::NoEvents(format!(
+                "no signed checkpoint covers event {last} yet: the instance signs one every \
+                 evidence.checkpoint_minutes and when it stops; build again after its next one"
+            )))
+        }
     };
     let start = start(conn, first, rule2)?;
     let mut stmt = conn.prepare(&format!(
@@ -404,7 +411,13 @@ mod tests {
         let scratch = super::super::files::Scratch::beside(&out).unwrap();
         let mut chain = scratch.spool("chain.jsonl").unwrap();
         let actor: HashSet<String> = ["c:actor".to_string()].into();
-        let seg = read(store.conn_mut(), &actor, &key, "https://site", &mut chain);
+        let seg = read(
+            store.conn_mut(),
+            &actor,
+            Some(&key),
+            "https://site",
+            &mut chain,
+        );
         let entry = chain.finish().unwrap();
         let super::super::files::Body::Spooled(path) = &entry.body else {
             panic!("spooled")

@@ -19,6 +19,11 @@ VERIFY.txt / VERIFIER.txt next to this file):
   - chain.jsonl: every link of the hash chain, from its start to its end, against the
     actor's events and the signed checkpoints;
   - canaries/index.csv, robots/*.txt, site-images.csv against the files and events.
+
+A fleet bundle (format faceprobe-fleet-evidence-v1) holds one such record per instance of the
+fleet, in instances/NAME/, each with its own chain and its own checkpoint key: the top folder is
+checked as above up to manifest.sig, then each instance's folder as a bundle of its own, every
+line naming the instance.
 """
 
 import base64
@@ -27,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +45,9 @@ from bisect import bisect_left
 EVIDENCE_NAMESPACE = "faceprobe-evidence"
 CHECKPOINT_NAMESPACE = "faceprobe-checkpoint"
 FORMAT = "faceprobe-evidence-v1"
+FLEET_FORMAT = "faceprobe-fleet-evidence-v1"
+# An instance's folder name, also its name in manifest.json: never "." or "..", never a "/".
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 PRINCIPAL = "faceprobe"
 UNLISTED = ("SHA256SUMS", "manifest.sig")            # not in SHA256SUMS
 NOT_IN_MANIFEST = ("manifest.json", "manifest.sig", "SHA256SUMS")
@@ -433,6 +442,37 @@ class ZipBundle(Bundle):
         return self.zf.open(self.members[rel])
 
 
+class SubBundle:
+    """One instance's folder of a fleet bundle, seen as a bundle of its own: its paths are
+    relative to the folder, so the checks of a single bundle run on it unchanged. The fleet
+    bundle's top folder reports layout errors and desktop files, not this view."""
+
+    def __init__(self, bundle, prefix):
+        self.bundle = bundle
+        self.prefix = prefix                          # "instances/NAME/"
+        self.name = prefix.rstrip("/")
+        self.files = set(p[len(prefix):] for p in bundle.files if p.startswith(prefix))
+        self.junk = []
+        self.layout_errors = []
+
+    def has(self, rel):
+        return rel in self.files
+
+    def open(self, rel):
+        if rel not in self.files:
+            raise KeyError(rel)
+        return self.bundle.open(self.prefix + rel)
+
+    def read(self, rel):
+        with self.open(rel) as f:
+            return f.read()
+
+    def sha256(self, rel):
+        if rel not in self.files:
+            raise KeyError(rel)
+        return self.bundle.sha256(self.prefix + rel)
+
+
 def show(s):
     """A name safe to print: no control characters from a hostile file."""
     s = str(s)
@@ -468,6 +508,21 @@ class Report:
         if len(fails) > MAX_LINES_PER_CHECK:
             print("FAIL %s: ... and %d more" % (name, len(fails) - MAX_LINES_PER_CHECK))
         return False
+
+
+class InstanceReport:
+    """The report of one instance of a fleet bundle: every check and remark is prefixed with
+    the instance's name, and counts in the bundle's report."""
+
+    def __init__(self, rep, name):
+        self.rep = rep
+        self.prefix = "instance %s: " % name
+
+    def info(self, text):
+        self.rep.info(self.prefix + text)
+
+    def result(self, name, fails, oktext):
+        return self.rep.result(self.prefix + name, fails, oktext)
 
 
 # ---------------------------------------------------------------------------------------
@@ -580,13 +635,40 @@ def ip_commitment(ip, nonce):
 # ---------------------------------------------------------------------------------------
 # The checks
 
+# What each kind of folder must hold, and what it normally holds (a file missing from the
+# second list is only noted). A fleet bundle keeps each instance's record in instances/NAME/.
+SIGNED_FILES = ("manifest.json", "manifest.sig", "SHA256SUMS", "faceprobe-key.pub",
+                "allowed_signers")
+RECORD_FILES = ("events.jsonl", "chain.jsonl", "checkpoints.jsonl")
+REPORT_FILES = ("rapport.pdf", "rapport.html", "report.pdf", "report.html")
+HELP_FILES = ("VERIFY.txt", "VERIFIER.txt", "verify.py")
+LAYOUTS = {
+    "single": (SIGNED_FILES + RECORD_FILES,
+               REPORT_FILES + ("flag.json", "site-images.csv", "canaries/index.csv") + HELP_FILES),
+    "fleet": (SIGNED_FILES, ("flag.json",) + HELP_FILES),
+    "instance": (("faceprobe-key.pub", "allowed_signers") + RECORD_FILES,
+                 REPORT_FILES + ("site-images.csv", "canaries/index.csv")),
+}
+
+
 class Verifier:
-    def __init__(self, bundle, rep):
+    """The checks of one bundle, or of one instance's folder of a fleet bundle. For an
+    instance, the key that must sign its checkpoints, its site and its chain object come from
+    outside: from the fleet bundle's manifest.json, which the builder signed; the instance's
+    own faceprobe-key.pub and allowed_signers must hold that key."""
+
+    def __init__(self, bundle, rep, key=None, site=None, chain=None, instance=None,
+                 where="manifest.json"):
         self.b = bundle
         self.r = rep
-        self.key = None
+        self.key = key               # SigningKey of the checkpoints (and, at the top, manifest)
         self.manifest = None
-        self.site = None
+        self.site = site
+        self.chain_obj = chain       # manifest.json's account of chain.jsonl
+        self.where = where           # where chain_obj lives, for failure lines
+        self.instance = instance     # the instance's name, when checking one
+        self.fleet = False           # the top folder of a fleet bundle
+        self.instance_checks = []    # its instances to check: (index, name, path, site, key, chain)
         self.cps = []                # checkpoints that parsed: dicts with "_chain" bytes
         self.ev_ids = array("q")     # events.jsonl ids, ascending
         self.ev_data = bytearray()   # per event: digest + stored chain, 64 bytes each
@@ -594,34 +676,53 @@ class Verifier:
         self.summary = {}
 
     # -- layout, key ------------------------------------------------------------------
+    def peek_format(self):
+        """manifest.json's format, which decides what the layout must hold; None when it does
+        not parse (manifest_files reports that)."""
+        try:
+            m = strict_json(self.b.read("manifest.json"))
+        except Exception:
+            return None
+        return m.get("format") if type(m) is dict else None
+
     def layout(self):
         b = self.b
+        what = "folder" if self.instance is not None else "bundle"
+        required, usual = LAYOUTS["instance" if self.instance is not None else
+                                  "fleet" if self.fleet else "single"]
         fails = list(b.layout_errors)
-        for rel in ("manifest.json", "manifest.sig", "SHA256SUMS", "faceprobe-key.pub",
-                    "allowed_signers", "events.jsonl", "chain.jsonl", "checkpoints.jsonl"):
+        for rel in required:
             if not b.has(rel):
                 fails.append("%s is missing" % rel)
         for rel in b.junk:
             self.r.info("ignored (added by a desktop, not part of the bundle): %s" % show(rel))
-        self.r.result("bundle", fails, "%s, %d files" % (show(b.name), len(b.files)))
-        for rel in ("rapport.pdf", "rapport.html", "report.pdf", "report.html", "flag.json",
-                    "site-images.csv", "canaries/index.csv", "VERIFY.txt", "VERIFIER.txt",
-                    "verify.py"):
+        self.r.result(what, fails, "%s, %d files" % (show(b.name), len(b.files)))
+        for rel in usual:
             if not b.has(rel):
-                self.r.info("the bundle has no %s" % rel)
+                self.r.info("the %s has no %s" % (what, rel))
 
     def load_key(self):
+        """faceprobe-key.pub and allowed_signers hold one key: the one given from outside
+        (an instance's, by the fleet's manifest.json), or else the one they hold becomes the
+        key of the checks."""
         fails = []
+        given = self.key
+        key = None
         try:
             text = self.b.read("faceprobe-key.pub").decode("utf-8")
             lines = [ln for ln in text.split("\n") if ln.strip()]
             if len(lines) != 1:
                 raise Bad("it must hold exactly one key line")
-            self.key = SigningKey(lines[0])
+            key = SigningKey(lines[0])
         except KeyError:
             fails.append("faceprobe-key.pub is missing")
         except (Bad, ValueError, UnicodeDecodeError) as e:
             fails.append("faceprobe-key.pub: %s" % e)
+        if given is None:
+            self.key = key
+        elif key is not None and key.blob != given.blob:
+            fails.append("faceprobe-key.pub holds the key %s, not %s, the key manifest.json "
+                         "gives this instance" % (key.fingerprint, given.fingerprint))
         if self.key is not None and self.b.has("allowed_signers"):
             try:
                 text = self.b.read("allowed_signers").decode("utf-8")
@@ -638,12 +739,15 @@ class Verifier:
                     raise Bad("its options must be %s" % want)
                 _, blob = parse_pubkey_line(" ".join(parts[2:]))
                 if blob != self.key.blob:
-                    raise Bad("its key (%s) is not the key of faceprobe-key.pub (%s)"
-                              % (fingerprint(blob), self.key.fingerprint))
+                    raise Bad("its key (%s) is not %s (%s)"
+                              % (fingerprint(blob), "the key of faceprobe-key.pub" if given is None
+                                 else "the key manifest.json gives this instance",
+                                 self.key.fingerprint))
             except (Bad, ValueError, UnicodeDecodeError) as e:
                 fails.append("allowed_signers: %s" % e)
         ok = self.r.result("key", fails, "faceprobe-key.pub is Ed25519 %s; allowed_signers holds it"
-                           % (self.key.fingerprint if self.key else "?"))
+                           % (self.key.fingerprint if self.key else "?")
+                           + ("" if given is None else "; manifest.json gives it this instance"))
         if self.key:
             self.r.info("signing key fingerprint: %s (compare it with the site's published key)"
                         % self.key.fingerprint)
@@ -707,8 +811,11 @@ class Verifier:
             self.r.result("manifest.json", ["manifest.json does not parse: %s" % e], "")
             return
         self.manifest = m
-        if m.get("format") != FORMAT:
-            fails.append("format is %r, not %r" % (m.get("format"), FORMAT))
+        want = FLEET_FORMAT if self.fleet else FORMAT
+        if m.get("format") != want:
+            fails.append("format is %r, not %r" % (m.get("format"), want))
+        if not self.fleet:
+            self.chain_obj = m.get("chain")
         site = m.get("site")
         if type(site) is not str or not site or "\n" in site:
             fails.append("site is missing or not one line of text")
@@ -990,7 +1097,9 @@ class Verifier:
         self.r.result("events.jsonl", fails, "%d events, ids ascend, each encoded and digested"
                       % len(ids))
         self.r.result("events.jsonl addresses", ip_fails,
-                      "%d addresses open their commitment, %d purged (pseudonym only)"
+                      ("%d addresses open their commitment, %d purged (pseudonym only)"
+                       if self.instance is None else "%d addresses open their commitment, "
+                       "%d given only as their commitment (addresses stay on the instance)")
                       % (opened, purged))
 
     def has_event(self, eid):
@@ -1216,17 +1325,17 @@ class Verifier:
                 if not A <= c["event_id"] <= E:
                     cp_fails.append("checkpoint seq %d (event %d) lies outside the segment %d..%d"
                                     % (c["seq"], c["event_id"], A, E))
-        m = self.manifest.get("chain") if isinstance(self.manifest, dict) else None
+        m = self.chain_obj
         if type(m) is dict and E is not None:
             for k, v in (("start_after", A), ("start_source", source), ("end", E),
                          ("end_chain", end.get("chain")), ("events", n_ev)):
                 if m.get(k) != v:
-                    struct_fails.append("manifest.json chain.%s is %r, the files say %r"
-                                        % (k, m.get(k), v))
+                    struct_fails.append("%s chain.%s is %r, the files say %r"
+                                        % (self.where, k, m.get(k), v))
             if actor != n_ev:
                 struct_fails.append("%d event lines, but %d events in events.jsonl" % (actor, n_ev))
         elif E is not None:
-            struct_fails.append("manifest.json has no chain object")
+            struct_fails.append("%s has no chain object" % self.where)
         rep.result("chain.jsonl structure", struct_fails,
                    "start after event %d (%s), %d lines without a gap, end at event %s"
                    % (A, source, lineno - 1, E))
@@ -1340,13 +1449,101 @@ class Verifier:
                     fails.append("line %d: event %d is not in events.jsonl" % (no, eid))
         self.r.result(rel, fails, "%d images, their events all in events.jsonl" % (len(rows) - 1))
 
+    # -- the instances of a fleet bundle ----------------------------------------------
+    def instances(self):
+        """manifest.json's instances: each names its folder, instances/NAME, its site and its
+        key, and every folder under instances/ is one of them. Those whose name and path hold
+        are then checked as bundles of their own."""
+        m = self.manifest
+        if type(m) is not dict:
+            self.r.result("instances", ["cannot be checked (manifest.json does not parse)"], "")
+            return
+        fails = []
+        listed = m.get("instances")
+        if type(listed) is not list:
+            fails.append("manifest.json has no list of instances")
+            listed = []
+        elif not listed:
+            fails.append("manifest.json lists no instance")
+        names = set()
+        for i, inst in enumerate(listed):
+            where = "instances[%d]" % i
+            if type(inst) is not dict:
+                fails.append("%s is not an object" % where)
+                continue
+            name = inst.get("instance")
+            if type(name) is not str or not INSTANCE_NAME.fullmatch(name):
+                fails.append("%s: instance %s is not a name of 1 to 64 characters A-Z a-z "
+                             "0-9 . _ - starting with a letter or digit"
+                             % (where, show("%r" % (name,))))
+                continue
+            if name in names:
+                fails.append("%s: instance %s is listed twice" % (where, name))
+                continue
+            names.add(name)
+            where = "instances[%d] (%s)" % (i, name)
+            path = inst.get("path")
+            if path != "instances/" + name:
+                fails.append("%s: path %s is not instances/%s, so its folder is not checked"
+                             % (where, show("%r" % (path,)), name))
+                continue
+            site = inst.get("site")
+            if type(site) is not str or not site or "\n" in site:
+                fails.append("%s: site is missing or not one line of text" % where)
+                site = None
+            key = None
+            k = inst.get("key")
+            if type(k) is not dict:
+                fails.append("%s: key is missing" % where)
+            else:
+                try:
+                    key = SigningKey(str(k.get("public")))
+                except (Bad, ValueError) as e:
+                    fails.append("%s: key.public: %s" % (where, e))
+                if key is not None and k.get("fingerprint") != key.fingerprint:
+                    fails.append("%s: key.fingerprint %s is not %s"
+                                 % (where, show("%r" % (k.get("fingerprint"),)), key.fingerprint))
+            self.instance_checks.append((i, name, path, site, key, inst.get("chain")))
+        strays = []
+        unchecked = []
+        for p in sorted(self.b.files):
+            if p.startswith("instances/"):
+                top, sep, _ = p[len("instances/"):].partition("/")
+                if not sep:
+                    fails.append("%s: a file outside every instance's folder" % show(p))
+                elif top not in names and top not in strays:
+                    strays.append(top)
+                    fails.append("instances/%s/: a folder that is not an instance of "
+                                 "manifest.json" % show(top))
+            elif p in RECORD_FILES or p == "site-images.csv" or p.startswith(("canaries/",
+                                                                                "robots/")):
+                unchecked.append(p)
+        if unchecked:
+            self.r.info("listed but not checked, since a fleet bundle keeps each instance's "
+                        "record in its folder: %s%s" % (", ".join(show(p) for p in unchecked[:5]),
+                                                        ", ..." if len(unchecked) > 5 else ""))
+        shown = [c[1] for c in self.instance_checks]
+        self.r.result("instances", fails, "%d instances (%s), every folder under instances/ "
+                      "one of them" % (len(shown), ", ".join(shown[:10] + (["..."] if
+                                                                         len(shown) > 10 else []))))
+
     def run(self):
-        for step, name in ((self.layout, "bundle"), (self.load_key, "key"),
-                           (self.sha256sums, "SHA256SUMS"), (self.manifest_files, "manifest.json"),
-                           (self.manifest_sig, "manifest.sig"),
-                           (self.checkpoints, "checkpoints.jsonl"), (self.events, "events.jsonl"),
-                           (self.chain, "chain.jsonl"), (self.canaries, "canaries/index.csv"),
-                           (self.robots, "robots"), (self.site_images, "site-images.csv")):
+        """The checks in order; a fleet bundle's instances follow its top folder's checks, in
+        the order of manifest.json, each with its name before every line."""
+        if self.instance is None:
+            self.fleet = self.peek_format() == FLEET_FORMAT
+            steps = [(self.layout, "bundle"), (self.load_key, "key"),
+                     (self.sha256sums, "SHA256SUMS"), (self.manifest_files, "manifest.json"),
+                     (self.manifest_sig, "manifest.sig")]
+        else:
+            steps = [(self.layout, "folder"), (self.load_key, "key")]
+        if self.fleet:
+            steps.append((self.instances, "instances"))
+        else:
+            steps += [(self.checkpoints, "checkpoints.jsonl"), (self.events, "events.jsonl"),
+                      (self.chain, "chain.jsonl"), (self.canaries, "canaries/index.csv"),
+                      (self.robots, "robots"), (self.site_images, "site-images.csv")]
+        for step, name in steps:
             try:
                 step()
             except (KeyboardInterrupt, MemoryError):
@@ -1354,13 +1551,17 @@ class Verifier:
             except Exception as e:   # a file so malformed that a check could not finish
                 self.r.result(name, ["the check could not finish: %s: %s"
                                      % (type(e).__name__, show(e))], "")
+        for i, name, path, site, key, chain in self.instance_checks:
+            Verifier(SubBundle(self.b, path + "/"), InstanceReport(self.r, name), key=key,
+                     site=site, chain=chain, instance=name,
+                     where="manifest.json instances[%d]" % i).run()
 
 
 USAGE = """usage: python3 verify.py [BUNDLE_DIR_OR_ZIP]
 
-Checks a faceprobe evidence bundle (a folder, or the zip holding it). With no argument,
-checks the folder verify.py sits in. Exit status: 0 all checks hold, 1 a check failed,
-2 usage error."""
+Checks a faceprobe evidence bundle, single or fleet (a folder, or the zip holding it).
+With no argument, checks the folder verify.py sits in. Exit status: 0 all checks hold,
+1 a check failed, 2 usage error."""
 
 
 def main(argv):

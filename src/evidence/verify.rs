@@ -64,26 +64,142 @@ pub fn verify(path: &Path, key: Option<&str>) -> Result<Report, String> {
     check_sums(&files, &mut r);
     let manifest = check_manifest(&files, &mut r);
     let public = check_signature(&files, key, &mut r);
-    let checkpoints = check_checkpoints(&files, public.as_deref(), &mut r);
-    let events = check_events(&files, &mut r);
+    let fleet = manifest
+        .as_ref()
+        .is_some_and(|m| m["format"] == FLEET_FORMAT);
+    if !fleet {
+        check_records(&files, public.as_deref(), manifest.as_ref(), &mut r);
+        return Ok(r);
+    }
+    // A fleet bundle: each instance's folder holds what one instance's bundle holds, its
+    // checkpoints signed by that instance's key; the builder's key signed the whole.
+    let manifest = manifest.unwrap_or_default();
+    let instances = manifest["instances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if instances.is_empty() {
+        r.fail("manifest.json: a fleet bundle names no instance");
+    }
+    let mut folders = BTreeSet::new();
+    for inst in &instances {
+        let name = inst["instance"].as_str().unwrap_or_default();
+        let folder = format!("instances/{name}");
+        if !valid_folder_name(name) || inst["path"].as_str() != Some(&folder) {
+            r.fail(format!(
+                "manifest.json: instance {:?} has the folder {:?}, not instances/NAME with a \
+                 plain NAME",
+                name, inst["path"]
+            ));
+            continue;
+        }
+        if !folders.insert(folder.clone()) {
+            r.fail(format!("manifest.json: instance {name} is named twice"));
+            continue;
+        }
+        let prefix = format!("{folder}/");
+        let part: Files = files
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.clone())))
+            .collect();
+        let mut sub = Report::default();
+        let bundled = part
+            .get("faceprobe-key.pub")
+            .map(|b| String::from_utf8_lossy(b).trim().to_string());
+        let named = inst["key"]["public"].as_str().unwrap_or_default();
+        let fingerprint = inst["key"]["fingerprint"].as_str().unwrap_or_default();
+        let site = inst["site"].as_str();
+        if site.is_none_or(|s| s.contains(['\n', '\r'])) {
+            sub.fail("manifest.json: the instance's site is not one line of text");
+        }
+        let key = match bundled {
+            _ if crate::store::signing::Public::parse(named)
+                .map(|p| p.fingerprint != fingerprint)
+                .unwrap_or(true) =>
+            {
+                sub.fail(format!(
+                    "manifest.json: the instance's key {fingerprint:?} is not the fingerprint \
+                     of the public key it gives"
+                ));
+                None
+            }
+            Some(b) if same_key(&b, named) => Some(b),
+            Some(_) => {
+                sub.fail("faceprobe-key.pub: is not the key manifest.json names for this instance");
+                None
+            }
+            None => {
+                sub.fail("faceprobe-key.pub: missing");
+                None
+            }
+        };
+        if key.is_some() {
+            sub.pass(format!(
+                "faceprobe-key.pub: the instance's key {}, as manifest.json names it",
+                inst["key"]["fingerprint"].as_str().unwrap_or_default()
+            ));
+            check_records(&part, key.as_deref(), Some(inst), &mut sub);
+        }
+        r.checks.extend(sub.checks.into_iter().map(|c| Check {
+            ok: c.ok,
+            what: format!("instance {name}: {}", c.what),
+        }));
+    }
+    for name in files.keys() {
+        let Some(rest) = name.strip_prefix("instances/") else {
+            continue;
+        };
+        let folder = format!("instances/{}", rest.split('/').next().unwrap_or_default());
+        if !folders.contains(&folder) {
+            r.fail(format!(
+                "{name}: lies in {folder}, which is no instance of manifest.json"
+            ));
+        }
+    }
+    Ok(r)
+}
+
+/// The format of a fleet bundle's manifest.
+pub const FLEET_FORMAT: &str = "faceprobe-fleet-evidence-v1";
+
+/// A fleet bundle's instance folder name: a letter or digit, then letters, digits, `.`, `_`
+/// or `-`, at most 64 in all.
+fn valid_folder_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Checks one instance's records: its checkpoints under `public`, its events, the chain
+/// segment against `manifest`'s account of it (`chain`), the canaries, robots.txt versions
+/// and site images.
+fn check_records(
+    files: &Files,
+    public: Option<&str>,
+    manifest: Option<&serde_json::Value>,
+    r: &mut Report,
+) {
+    let checkpoints = check_checkpoints(files, public, r);
+    let events = check_events(files, r);
     // The canaries are drawn again on a second thread while this one recomputes the chain;
     // their lines are reported after the chain's, as if checked in turn.
     let rest = std::thread::scope(|s| {
         let others = s.spawn(|| {
             let mut r = Report::default();
-            check_canaries(&files, &events, &mut r);
-            check_robots(&files, &events, &mut r);
-            check_site_images(&files, &events, &mut r);
+            check_canaries(files, &events, &mut r);
+            check_robots(files, &events, &mut r);
+            check_site_images(files, &events, &mut r);
             r.checks
         });
-        check_chain(&files, &events, &checkpoints, manifest.as_ref(), &mut r);
+        check_chain(files, &events, &checkpoints, manifest, r);
         others.join()
     });
     match rest {
         Ok(checks) => r.checks.extend(checks),
         Err(_) => r.fail("canaries: the check stopped unexpectedly"),
     }
-    Ok(r)
 }
 
 fn read_zip(path: &Path) -> Result<(String, Files), String> {

@@ -51,6 +51,40 @@ pub async fn flags(client: &impl GenericClient, url: &str) -> Result<Vec<FleetFl
         .collect())
 }
 
+/// A change of the fleet detector's verdict on an actor.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetFlagChange {
+    pub ts_ms: i64,
+    pub level: String,
+    pub score: f64,
+    pub reasons: String,
+}
+
+/// The fleet detector's verdicts on `actor`, oldest first.
+pub async fn flag_history(
+    client: &impl GenericClient,
+    url: &str,
+    actor: &str,
+) -> Result<Vec<FleetFlagChange>, FleetError> {
+    let rows = client
+        .query(
+            "SELECT ts_ms, level, score, reasons FROM fleet_flag_history
+             WHERE actor = $1 ORDER BY ts_ms, id",
+            &[&actor],
+        )
+        .await
+        .map_err(|e| FleetError::pg(url, e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| FleetFlagChange {
+            ts_ms: r.get(0),
+            level: r.get(1),
+            score: r.get(2),
+            reasons: r.get(3),
+        })
+        .collect())
+}
+
 /// One instance's hash chain as shipped, recomputed.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ChainCheck {
@@ -193,10 +227,11 @@ pub async fn copy_fetched_tokens(
     let scheme_id = crate::store::tokens::scheme_id(conn, scheme.name(), scheme.params())?;
     let rows = client
         .query_raw(
-            "SELECT DISTINCT ON (token) token, identity_seed, variant_seed, size, renderer,
-                 created_ms, client_key, minted_by, phash, dhash, center_phash, depth
-             FROM tokens WHERE phash IS NOT NULL AND hash_scheme = $1
-             ORDER BY token, instance, id",
+            &format!(
+                "SELECT DISTINCT ON (token) {TOKEN_COLUMNS}
+                 FROM tokens WHERE phash IS NOT NULL AND hash_scheme = $1
+                 ORDER BY token, instance, id"
+            ),
             &[&scheme.name()],
         )
         .await
@@ -205,40 +240,272 @@ pub async fn copy_fetched_tokens(
     let tx = conn.transaction()?;
     let mut n = 0;
     while let Some(r) = rows.try_next().await.map_err(pg)? {
-        let token: Vec<u8> = r.get(0);
-        let Some(token) = crate::store::token::Token::from_bytes(&token) else {
-            continue;
-        };
-        let client_key: String = r.get(6);
-        let minted_by: String = r.get(7);
-        crate::store::tokens::insert(
-            &tx,
-            &crate::store::tokens::NewToken {
-                token,
-                identity_seed: r.get::<_, i64>(1) as u64,
-                variant_seed: r.get::<_, i64>(2) as u64,
-                size: r.get::<_, i32>(3) as u32,
-                renderer: r.get::<_, i32>(4) as u32,
-                created_ms: r.get(5),
-                client_key: &client_key,
-                minted_by: &minted_by,
-                minting_event: None,
-                hashes: Some((
-                    scheme_id,
-                    crate::store::tokens::Hashes {
-                        phash: r.get::<_, i64>(8) as u64,
-                        dhash: r.get::<_, i64>(9) as u64,
-                        center_phash: r.get::<_, i64>(10) as u64,
-                    },
-                )),
-                parent_token: None,
-                depth: r.get::<_, i32>(11) as u32,
-            },
-        )?;
-        n += 1;
+        n += usize::from(insert_token(&tx, &r, scheme_id)?);
     }
     tx.commit()?;
     Ok(n)
+}
+
+/// The columns of a shipped token `insert_token` reads, in its order.
+const TOKEN_COLUMNS: &str = "token, identity_seed, variant_seed, size, renderer, created_ms, \
+     client_key, minted_by, phash, dhash, center_phash, depth";
+
+/// Writes a shipped token (a row of `TOKEN_COLUMNS`) into a scratch store, with its hashes
+/// when it has them; false when the row holds no token faceprobe reads.
+fn insert_token(
+    tx: &rusqlite::Transaction,
+    r: &tokio_postgres::Row,
+    scheme_id: i64,
+) -> Result<bool, FleetError> {
+    let token: Vec<u8> = r.get(0);
+    let Some(token) = crate::store::token::Token::from_bytes(&token) else {
+        return Ok(false);
+    };
+    let client_key: String = r.get(6);
+    let minted_by: String = r.get(7);
+    let hashes = match (r.get::<_, Option<i64>>(8), r.get::<_, Option<i64>>(9)) {
+        (Some(phash), Some(dhash)) => Some((
+            scheme_id,
+            crate::store::tokens::Hashes {
+                phash: phash as u64,
+                dhash: dhash as u64,
+                center_phash: r.get::<_, Option<i64>>(10).unwrap_or_default() as u64,
+            },
+        )),
+        _ => None,
+    };
+    crate::store::tokens::insert(
+        tx,
+        &crate::store::tokens::NewToken {
+            token,
+            identity_seed: r.get::<_, i64>(1) as u64,
+            variant_seed: r.get::<_, i64>(2) as u64,
+            size: r.get::<_, i32>(3) as u32,
+            renderer: r.get::<_, i32>(4) as u32,
+            created_ms: r.get(5),
+            client_key: &client_key,
+            minted_by: &minted_by,
+            minting_event: None,
+            hashes,
+            parent_token: None,
+            depth: r.get::<_, i32>(11) as u32,
+        },
+    )?;
+    Ok(true)
+}
+
+/// An instance that recorded an actor of the fleet.
+#[derive(Debug, Clone)]
+pub struct ActorInstance {
+    pub instance: String,
+    pub site: String,
+    /// Its checkpoint key (an OpenSSH line), when it shipped one.
+    pub public_key: Option<String>,
+    pub rule2_from: i64,
+    /// The actor's client keys there.
+    pub client_keys: Vec<String>,
+    /// The actor's first and last event there.
+    pub first: i64,
+    pub last: i64,
+}
+
+/// Every instance that recorded `actor` (its pseudonym in the fleet), by name.
+pub async fn actor_instances(
+    client: &impl GenericClient,
+    url: &str,
+    actor: &str,
+) -> Result<Vec<ActorInstance>, FleetError> {
+    let rows = client
+        .query(
+            "SELECT e.instance, i.site, i.public_key, coalesce(i.rule2_from, 1),
+                 array_agg(DISTINCT e.client_key), min(e.id), max(e.id)
+             FROM events e JOIN instances i ON i.instance = e.instance
+             WHERE e.actor = $1 AND e.id >= coalesce(i.rule2_from, 1)
+             GROUP BY e.instance, i.site, i.public_key, i.rule2_from
+             ORDER BY e.instance",
+            &[&actor],
+        )
+        .await
+        .map_err(|e| FleetError::pg(url, e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ActorInstance {
+            instance: r.get(0),
+            site: r.get(1),
+            public_key: r.get(2),
+            rule2_from: r.get(3),
+            client_keys: r.get(4),
+            first: r.get(5),
+            last: r.get(6),
+        })
+        .collect())
+}
+
+/// Copies into `conn` (an empty scratch store) what an evidence bundle of `actor` needs from
+/// `inst`, as the instance's own store would hold it: its signed checkpoints; its events from
+/// the newest checkpoint before the actor's first event to the first checkpoint at or after
+/// its last (other visitors' among them, which the bundle reduces to digests); the tokens
+/// the actor fetched; the instance's robots.txt versions. Returns the instance's flag history
+/// of the actor's client keys.
+pub async fn copy_instance(
+    client: &impl GenericClient,
+    url: &str,
+    actor: &str,
+    inst: &ActorInstance,
+    conn: &mut rusqlite::Connection,
+) -> Result<Vec<crate::store::clients::HistoryRow>, FleetError> {
+    use futures_util::TryStreamExt;
+    let pg = |e: tokio_postgres::Error| FleetError::pg(url, e);
+    let name = &inst.instance;
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('chain_rule2_from', ?1)",
+        [inst.rule2_from.to_string()],
+    )?;
+    let checkpoints = client
+        .query(
+            "SELECT seq, ts_ms, event_id, chain, events, message, signature, key_fingerprint,
+                 made_by
+             FROM checkpoints WHERE instance = $1 ORDER BY seq",
+            &[name],
+        )
+        .await
+        .map_err(pg)?;
+    let mut lo = match inst.rule2_from {
+        1 => 0,
+        n => n - 1,
+    };
+    let mut hi = inst.last;
+    let mut covered = false;
+    for r in &checkpoints {
+        let event_id: i64 = r.get(2);
+        if event_id < inst.first && event_id > lo {
+            lo = event_id;
+        }
+        if event_id >= inst.last && !covered {
+            hi = event_id;
+            covered = true;
+        }
+        tx.execute(
+            "INSERT INTO checkpoints (seq, ts_ms, event_id, chain, events, message, signature,
+                 key_fingerprint, made_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            rusqlite::params![
+                r.get::<_, i64>(0),
+                r.get::<_, i64>(1),
+                event_id,
+                r.get::<_, Vec<u8>>(3),
+                r.get::<_, i64>(4),
+                r.get::<_, String>(5),
+                r.get::<_, String>(6),
+                r.get::<_, String>(7),
+                r.get::<_, String>(8),
+            ],
+        )?;
+    }
+    let rows = client
+        .query_raw(
+            "SELECT id, ts_ms, ip_commit, client_key, method, host, path, query, status, bytes,
+                 duration_us, user_agent, referer, accept, accept_language, accept_encoding,
+                 sec_fetch_site, sec_fetch_mode, sec_fetch_dest, sec_fetch_user, cookie_sent,
+                 header_order, kind, token, robots_sha256, chain
+             FROM events WHERE instance = $1 AND id >= $2 AND id <= $3 ORDER BY id",
+            [name as &(dyn tokio_postgres::types::ToSql + Sync), &lo, &hi],
+        )
+        .await
+        .map_err(pg)?;
+    futures_util::pin_mut!(rows);
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO events (id, ts_ms, ip_commit, client_key, method, host, path, query,
+                 status, bytes, duration_us, user_agent, referer, accept, accept_language,
+                 accept_encoding, sec_fetch_site, sec_fetch_mode, sec_fetch_dest, sec_fetch_user,
+                 cookie_sent, header_order, kind, token, robots_sha256, chain)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+        )?;
+        while let Some(r) = rows.try_next().await.map_err(pg)? {
+            insert.execute(rusqlite::params![
+                r.get::<_, i64>(0),
+                r.get::<_, i64>(1),
+                r.get::<_, Option<Vec<u8>>>(2),
+                r.get::<_, String>(3),
+                r.get::<_, String>(4),
+                r.get::<_, Option<String>>(5),
+                r.get::<_, String>(6),
+                r.get::<_, Option<String>>(7),
+                i64::from(r.get::<_, i32>(8)),
+                r.get::<_, i64>(9),
+                r.get::<_, i64>(10),
+                r.get::<_, Option<String>>(11),
+                r.get::<_, Option<String>>(12),
+                r.get::<_, Option<String>>(13),
+                r.get::<_, Option<String>>(14),
+                r.get::<_, Option<String>>(15),
+                r.get::<_, Option<String>>(16),
+                r.get::<_, Option<String>>(17),
+                r.get::<_, Option<String>>(18),
+                r.get::<_, Option<String>>(19),
+                r.get::<_, bool>(20),
+                r.get::<_, Option<String>>(21),
+                r.get::<_, String>(22),
+                r.get::<_, Option<Vec<u8>>>(23),
+                r.get::<_, Option<Vec<u8>>>(24),
+                r.get::<_, Option<Vec<u8>>>(25),
+            ])?;
+        }
+    }
+    // The tokens the actor fetched there, as that instance wrote them when it can (it keeps
+    // the minter's client key from the seal), else as the minting instance did.
+    let scheme = crate::canary::hash::Scheme::new();
+    let scheme_id = crate::store::tokens::scheme_id(&tx, scheme.name(), scheme.params())?;
+    let tokens = client
+        .query(
+            &format!(
+                "SELECT DISTINCT ON (token) {TOKEN_COLUMNS} FROM tokens
+                 WHERE token IN (SELECT token FROM events
+                                 WHERE instance = $1 AND actor = $2 AND token IS NOT NULL)
+                 ORDER BY token, instance = $1 DESC, phash IS NULL, instance, id"
+            ),
+            &[name, &actor],
+        )
+        .await
+        .map_err(pg)?;
+    for r in &tokens {
+        insert_token(&tx, r, scheme_id)?;
+    }
+    let robots = client
+        .query(
+            "SELECT sha256, body, source, first_served_ms FROM robots WHERE instance = $1
+             ORDER BY id",
+            &[name],
+        )
+        .await
+        .map_err(pg)?;
+    for r in &robots {
+        tx.execute(
+            "INSERT OR IGNORE INTO robots (sha256, body, source, first_served_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                r.get::<_, Vec<u8>>(0),
+                r.get::<_, Vec<u8>>(1),
+                r.get::<_, String>(2),
+                r.get::<_, i64>(3)
+            ],
+        )?;
+    }
+    tx.commit()?;
+    let history = client
+        .query(
+            "SELECT ts_ms, level, score, note FROM flags
+             WHERE instance = $1 AND key = ANY($2) ORDER BY ts_ms, id",
+            &[name, &inst.client_keys],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(history
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
 }
 
 /// One fetch of a token recorded by some instance of the fleet.

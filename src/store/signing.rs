@@ -69,10 +69,7 @@ impl SigningKey {
 
     /// The line of an `allowed_signers` file that `ssh-keygen -Y verify` reads.
     pub fn allowed_signers(&self) -> String {
-        format!(
-            "{PRINCIPAL} namespaces=\"{NAMESPACE_EVIDENCE},{NAMESPACE_CHECKPOINT}\" {}",
-            self.public_line()
-        )
+        self.public().allowed_signers()
     }
 
     /// `SHA256:…`, as `ssh-keygen -l` prints it.
@@ -95,6 +92,45 @@ impl SigningKey {
 
     pub fn public_key(&self) -> &PublicKey {
         self.private.public_key()
+    }
+
+    /// Its public forms.
+    pub fn public(&self) -> Public {
+        Public::of(self.private.public_key())
+    }
+}
+
+/// A key's public forms: what a bundle names a signer by, for this instance's key or one
+/// another instance shipped to the fleet store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Public {
+    /// The OpenSSH line (`ssh-ed25519 AAAA… faceprobe`).
+    pub line: String,
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+}
+
+impl Public {
+    fn of(key: &PublicKey) -> Public {
+        Public {
+            line: public_line(key),
+            fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+        }
+    }
+
+    /// Reads an OpenSSH public key line.
+    pub fn parse(line: &str) -> Result<Public, String> {
+        PublicKey::from_openssh(line.trim())
+            .map(|k| Public::of(&k))
+            .map_err(|e| format!("the public key does not parse: {e}"))
+    }
+
+    /// The line of an `allowed_signers` file that `ssh-keygen -Y verify` reads.
+    pub fn allowed_signers(&self) -> String {
+        format!(
+            "{PRINCIPAL} namespaces=\"{NAMESPACE_EVIDENCE},{NAMESPACE_CHECKPOINT}\" {}",
+            self.line
+        )
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Deployment {
     pub contact: String,
     /// `proxy`, `embed` or `demo`.
     pub mode: String,
+    /// In a fleet bundle, the instance whose records this report covers; else empty.
+    pub instance: String,
     /// How often the server signs its chain head (`evidence.checkpoint_minutes`).
     pub checkpoint_minutes: u64,
     /// After how long a visitor's address is replaced by its pseudonym (`record.raw_ip_hours`).

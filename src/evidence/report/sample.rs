@@ -86,6 +86,7 @@ pub(crate) fn report() -> Report {
             mode: "proxy".into(),
             checkpoint_minutes: 10,
             raw_ip_hours: 72,
+            instance: String::new(),
         },
         actor: Actor {
             key: "k:3f9c2a7e41b08d55c6e1aa90".into(),

@@ -94,8 +94,23 @@ fn or_dash(s: &str) -> String {
 
 fn cover(r: &Report, lang: Lang) -> Vec<Fact> {
     let d = &r.deployment;
-    vec![
-        fact(t(lang, "Site", "Site"), vec![plain(or_dash(&d.site))]),
+    let mut facts = vec![fact(t(lang, "Site", "Site"), vec![plain(or_dash(&d.site))])];
+    if !d.instance.is_empty() {
+        facts.push(fact(
+            t(lang, "Instance", "Instance"),
+            vec![plain(match lang {
+                Lang::Fr => format!(
+                    "{} (une des instances de la flotte ; ce rapport couvre ce qu'elle a enregistré)",
+                    visible(&d.instance)
+                ),
+                Lang::En => format!(
+                    "{} (one instance of the fleet; this report covers what it recorded)",
+                    visible(&d.instance)
+                ),
+            })],
+        ));
+    }
+    facts.extend([
         fact(
             t(lang, "Exploitant", "Operator"),
             vec![plain(or_dash(&d.operator))],
@@ -128,7 +143,8 @@ fn cover(r: &Report, lang: Lang) -> Vec<Fact> {
                 fmt::datetime(r.actor.last_ms)
             ))],
         ),
-    ]
+    ]);
+    facts
 }
 
 fn level_name(lang: Lang, level: Option<&str>) -> String {
@@ -231,8 +247,22 @@ fn summary(r: &Report, lang: Lang) -> Vec<Span> {
     };
     s.push(plain(who));
     s.push(mono(or_dash(&r.actor.key)));
-    s.push(plain(match lang {
-        Lang::Fr => format!(
+    s.push(plain(match (lang, n_addr) {
+        (Lang::Fr, 0) => format!(
+            " a envoyé {} {} au site {site} par l'instance {}, {}. ",
+            int(lang, a.requests),
+            plural(lang, a.requests, "requête", "requêtes"),
+            or_dash(&r.deployment.instance),
+            agent_phrase(r, lang)
+        ),
+        (Lang::En, 0) => format!(
+            " sent {} {} to {site} through its instance {}, {}. ",
+            int(lang, a.requests),
+            plural(lang, a.requests, "request", "requests"),
+            or_dash(&r.deployment.instance),
+            agent_phrase(r, lang)
+        ),
+        (Lang::Fr, _) => format!(
             " a envoyé {} {} au site {site} depuis {} {} IP ({}), {}. ",
             int(lang, a.requests),
             plural(lang, a.requests, "requête", "requêtes"),
@@ -241,7 +271,7 @@ fn summary(r: &Report, lang: Lang) -> Vec<Span> {
             addresses_phrase(r, lang),
             agent_phrase(r, lang)
         ),
-        Lang::En => format!(
+        (Lang::En, _) => format!(
             " sent {} {} to {site} from {} IP {} ({}), {}. ",
             int(lang, a.requests),
             plural(lang, a.requests, "request", "requests"),
@@ -331,6 +361,11 @@ fn actor(r: &Report, lang: Lang) -> Section {
             "grappe (plusieurs clients qui agissent de concert)",
             "cluster (several clients acting together)",
         ),
+        "fleet" => t(
+            lang,
+            "acteur de la flotte (une adresse et un agent utilisateur, suivis sur toutes les instances sous un pseudonyme à clé)",
+            "fleet actor (one address and one user agent, followed over every instance under a keyed pseudonym)",
+        ),
         other => visible(other),
     };
     let mut facts = vec![
@@ -364,7 +399,15 @@ fn actor(r: &Report, lang: Lang) -> Section {
     blocks.push(Block::Subheading {
         text: t(lang, "Adresses", "Addresses"),
     });
-    if ac.addresses.is_empty() {
+    if ac.addresses.is_empty() && ac.kind == "fleet" {
+        blocks.push(Block::Note {
+            text: t(
+                lang,
+                "Les adresses IP ne quittent jamais l'instance qui les a enregistrées : ce dossier de flotte donne l'adresse de chaque requête sous forme d'engagement seulement (ip_commit, SHA-256 de l'adresse et d'un nombre aléatoire). L'instance qui conserve encore l'adresse brute peut la divulguer dans un dossier qui lui est propre, que cet engagement relie à ces requêtes.",
+                "IP addresses never leave the instance that recorded them: this fleet bundle gives each request's address as a commitment only (ip_commit, SHA-256 of the address and a random nonce). The instance that still keeps the raw address can disclose it in a bundle of its own, which that commitment ties to these requests.",
+            ),
+        });
+    } else if ac.addresses.is_empty() {
         blocks.push(Block::Note {
             text: t(
                 lang,
@@ -458,14 +501,26 @@ fn actor(r: &Report, lang: Lang) -> Section {
         }));
     }
     if !ac.members.is_empty() {
-        blocks.push(Block::Subheading {
-            text: t(lang, "Membres de la grappe", "Cluster members"),
-        });
-        blocks.push(para(vec![plain(t(
-            lang,
-            "Clés des clients que le détecteur a réunis dans cette grappe : ",
-            "Keys of the clients the detector joined into this cluster: ",
-        ))]));
+        let (heading, intro) = match ac.kind.as_str() {
+            "fleet" => (
+                t(lang, "Clés de l'instance", "Keys on this instance"),
+                t(
+                    lang,
+                    "Clés sous lesquelles cette instance a enregistré l'acteur : ",
+                    "Keys under which this instance recorded the actor: ",
+                ),
+            ),
+            _ => (
+                t(lang, "Membres de la grappe", "Cluster members"),
+                t(
+                    lang,
+                    "Clés des clients que le détecteur a réunis dans cette grappe : ",
+                    "Keys of the clients the detector joined into this cluster: ",
+                ),
+            ),
+        };
+        blocks.push(Block::Subheading { text: heading });
+        blocks.push(para(vec![plain(intro)]));
         blocks.push(Block::List {
             items: ac.members.iter().map(|m| vec![mono(visible(m))]).collect(),
         });

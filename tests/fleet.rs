@@ -845,9 +845,11 @@ fn bench_fleet() {
     let (env_on, addrs) = replica(&secret, "on", &fleet("on"));
     let on = env_on.serve(addrs);
     let rps_on = load(on.addrs.public);
-    let (count, _) = local_events(&env_on);
+    // The local count is read again each time: the recorder may still be committing the
+    // last requests' events when wrk ends.
     wait_until("shipping catches up", Duration::from_secs(600), || {
-        pg.query("SELECT count(*) FROM events WHERE instance = 'on'") == count.to_string()
+        pg.query("SELECT count(*) FROM events WHERE instance = 'on'")
+            == local_events(&env_on).0.to_string()
     });
     let delay = pg.query(
         "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY received_ms - ts_ms))
@@ -878,11 +880,12 @@ fn bench_fleet() {
                 s.spawn(|| load(server.addrs.public));
             }
         });
-        let total: i64 = servers.iter().map(|(e, _)| local_events(e).0).sum();
         let started = Instant::now();
         pg.start();
         let like = format!("drain{n}-%");
+        let mut total = 0;
         wait_until("the backlog drains", Duration::from_secs(900), || {
+            total = servers.iter().map(|(e, _)| local_events(e).0).sum();
             pg.query(&format!(
                 "SELECT count(*) FROM events WHERE instance LIKE '{like}'"
             )) == total.to_string()

@@ -214,8 +214,11 @@ impl Runner {
         let mut last_persist = Instant::now();
         // The store is read at start, after a quiet poll interval and at a stop, until caught up.
         let mut from_store = true;
+        // Once asked, it stays asked: a stop that comes while a backlog is read a full batch
+        // at a time waits for the catching up, and is never forgotten.
+        let mut stopping = false;
         loop {
-            let stopping = !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty));
+            stopping = stopping || !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty));
             if from_store || stopping {
                 let read = self.logged(Runner::read_store);
                 from_store = read == READ_BATCH;
@@ -529,6 +532,30 @@ mod tests {
         let c = stored::get(&conn, "c:harvester").unwrap().unwrap();
         assert_eq!(c.counts.requests, 25);
         assert_eq!(c.counts.canaries, 25);
+    }
+
+    #[test]
+    fn a_stop_that_comes_while_a_backlog_is_caught_up_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let backlog = 5 * READ_BATCH;
+        write_events(dir.path(), 0, backlog);
+        let handle = start(dir.path(), options(50), Arc::new(Metrics::default()), None).unwrap();
+        let (done, stopped) = mpsc::channel();
+        std::thread::spawn(move || {
+            handle.stop();
+            let _ = done.send(());
+        });
+        assert!(
+            stopped.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "the detector did not stop within a minute of being asked"
+        );
+        let c = stored::get(&conn(dir.path()), "c:harvester")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.counts.requests, backlog as u64,
+            "it caught up before it stopped"
+        );
     }
 
     fn options(poll_ms: u64) -> Options {

@@ -51,10 +51,25 @@ pub enum FleetError {
 }
 
 impl FleetError {
-    pub fn pg(url: &str, e: impl std::fmt::Display) -> FleetError {
+    pub fn pg(url: &str, e: impl std::error::Error) -> FleetError {
+        // tokio-postgres says only "db error" itself: what the server said is its source.
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            let said = s.to_string();
+            if !message.contains(&said) {
+                message = format!("{message}: {said}");
+            }
+            source = s.source();
+        }
+        FleetError::said(url, message)
+    }
+
+    /// What went wrong with the fleet store at `url`, in faceprobe's words.
+    pub fn said(url: &str, message: impl Into<String>) -> FleetError {
         FleetError::Postgres {
             url: crate::config::fleet::mask_password(url),
-            message: e.to_string(),
+            message: message.into(),
         }
     }
 }

@@ -177,7 +177,7 @@ const MIGRATIONS: &[&str] = &[
 /// bytes made once, kept in the store): the actor pseudonyms every instance computes with it
 /// line up across sites whose deployment secrets differ.
 pub async fn migrate(pool: &Pool, url: &str) -> Result<[u8; 32], FleetError> {
-    let pg = |e: &dyn std::fmt::Display| FleetError::pg(url, e);
+    let pg = |e: &dyn std::error::Error| FleetError::pg(url, e);
     let mut client = pool.get().await.map_err(|e| pg(&e))?;
     let tx = client.transaction().await.map_err(|e| pg(&e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
@@ -197,11 +197,14 @@ pub async fn migrate(pool: &Pool, url: &str) -> Result<[u8; 32], FleetError> {
         .map_err(|e| pg(&e))?
         .get(0);
     if found as usize > MIGRATIONS.len() {
-        return Err(pg(&format!(
-            "its fleet schema is version {found}, this faceprobe knows {}: upgrade this \
-             instance to the version the others run",
-            MIGRATIONS.len()
-        )));
+        return Err(FleetError::said(
+            url,
+            format!(
+                "its fleet schema is version {found}, this faceprobe knows {}: upgrade this \
+                 instance to the version the others run",
+                MIGRATIONS.len()
+            ),
+        ));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tx.batch_execute(sql).await.map_err(|e| pg(&e))?;
@@ -227,9 +230,12 @@ pub async fn migrate(pool: &Pool, url: &str) -> Result<[u8; 32], FleetError> {
         .map_err(|e| pg(&e))?
         .get(0);
     tx.commit().await.map_err(|e| pg(&e))?;
-    stored
-        .try_into()
-        .map_err(|_| pg(&"fleet_meta.actor_key is not 32 bytes (changed by hand?)"))
+    stored.try_into().map_err(|_| {
+        FleetError::said(
+            url,
+            "fleet_meta.actor_key is not 32 bytes (changed by hand?)",
+        )
+    })
 }
 
 /// The month partitions of `events` already made (by this process).

@@ -323,7 +323,7 @@ struct Shipping<'a> {
 }
 
 impl Shipping<'_> {
-    fn pg(&self, e: impl std::fmt::Display) -> FleetError {
+    fn pg(&self, e: impl std::error::Error) -> FleetError {
         FleetError::pg(self.url, e)
     }
 
